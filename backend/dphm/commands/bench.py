@@ -29,9 +29,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         if find_spec(module_name) is None:  # benchmark not in this installation
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module_name).configure(p)
+        try:
+            importlib.import_module(module_name).configure(p)
+        except ImportError as err:  # a missing optional dependency must not break the other benchmarks
+            p.set_defaults(import_error=f"benchmark {name!r} is unavailable: {err}")
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "import_error", None):
+        from ..errors import ConfigError
+
+        raise ConfigError(args.import_error)
     module = importlib.import_module(BENCHMARKS[args.benchmark][0])
     return int(module.run(args) or 0)

@@ -1,0 +1,353 @@
+"""Depth frame → head observation: points, normals and rigid pose, in camera and canonical frames.
+
+Stages per depth frame (timed in ``HeadObservation.stats["ms"]``):
+
+1. ``backproject``: undistorted back-projection, depth-range filter;
+2. ``segment``: head blobs + a head-sized sphere (or a sphere around the previous frame's head);
+3. ``outliers``: flying-pixel removal inside the head's window (and, at the end, a statistical
+   pass over the kept points; ICP itself is trimmed and robust);
+4. ``normals``: normals from the bilateral-filtered depth inside the head window (positions stay raw);
+5. ``pose``: track from the previous pose, or detect + ICP against the mean head;
+6. ``crop``: cut below the chin / outside the head in canonical space; point budget.
+
+Point-cloud frames (``frame.points``) skip 1 and use their own normals or local-PCA normals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..canonical import UNITS_PER_METRE
+from ..errors import RecordingError
+from ..progress import Reporter
+from ..recording.base import Frame, Intrinsics, Recording
+from .backproject import backproject
+from .mean_head import MeanHead, load_mean_head
+from .normals import cloud_normals, depth_normals
+from .outliers import flying_pixel_mask, statistical_outliers
+from .pose import HeadPose, PoseConfig, PoseFit, detect_pose, refine_pose
+from .segment import (HeadCandidate, SegmentConfig, below_chin_mask, find_head, find_head_in_cloud,
+                      sphere_mask)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreprocessConfig:
+    """Preprocessing parameters (lengths in metres unless named otherwise)."""
+
+    z_min_m: float = 0.2  # depth range kept (Kinect NFOV works from 0.5 m, WFOV/TrueDepth from ~0.25 m)
+    z_max_m: float = 1.5
+    remove_flying_pixels: bool = True
+    flying_jump_m: float = 0.01  # discontinuity threshold = flying_jump_m + flying_jump_per_metre · z
+    flying_jump_per_metre: float = 0.02
+    bilateral_radius_px: int = 4  # 9×9 window, as DPHM's cv2.bilateralFilter(d=9)
+    bilateral_sigma_space_px: float = 3.0
+    bilateral_sigma_depth_m: float = 0.01  # edge-preserving range sigma
+    normal_max_jump_m: float = 0.05  # normals invalid across larger depth jumps (DPHM: 5 cm)
+    outlier_neighbours: int = 8  # statistical outlier removal on the head points
+    outlier_std_ratio: float = 3.0
+    keep_below_chin_m: float = 0.05  # neck kept below the chin; lower points are dropped
+    max_head_radius_m: float = 0.16  # canonical crop radius around the head centre
+    max_points: int | None = 50_000  # point budget per frame (random subset); None = keep all
+    estimate_scale: bool = False  # estimate one similarity scale per sequence
+    scale_frames: int = 10  # frames whose scale estimates are averaged (median)
+    min_head_points: int = 300  # fewer points → "no head found"
+    max_head_candidates: int = 3  # head-like blobs tried (nearest first) before giving up
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    seed: int = 0
+
+
+@dataclass
+class HeadObservation:
+    """The preprocessed head of one frame.
+
+    ``points``/``normals``: camera frame, metres (N×3 float32; normals unit, facing the camera).
+    ``points_canonical``/``normals_canonical``: the same points in canonical model units.
+    ``pose``: canonical → camera; ``None`` when no head was found (then the arrays are empty).
+    """
+
+    frame_index: int
+    timestamp_s: float
+    points: np.ndarray
+    normals: np.ndarray
+    points_canonical: np.ndarray
+    normals_canonical: np.ndarray
+    pose: HeadPose | None
+    stats: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return self.pose is not None
+
+    @property
+    def rotation(self) -> np.ndarray | None:
+        return None if self.pose is None else self.pose.rotation
+
+    @property
+    def translation(self) -> np.ndarray | None:
+        return None if self.pose is None else self.pose.translation
+
+    @property
+    def scale(self) -> float | None:
+        return None if self.pose is None else self.pose.scale
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = self.ms.get(stage, 0.0) + (now - self._t) * 1000.0
+        self._t = now
+
+
+def _empty(frame: Frame, stats: dict, warning: str) -> HeadObservation:
+    z = np.zeros((0, 3), np.float32)
+    return HeadObservation(frame.index, frame.timestamp_s, z, z, z, z, None, stats, [warning])
+
+
+def _window(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
+            slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))
+
+
+class _FrameSource:
+    """One frame's valid points, prepared once; yields head crops around given centres.
+
+    Depth frames are back-projected and cleaned of flying pixels once; :meth:`head` then
+    segments (blob search when no centre is given), crops a sphere and computes normals in the
+    crop's window only. Point-cloud frames are range-filtered once instead.
+    """
+
+    def __init__(self, frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConfig,
+                 timer: _Timer, stats: dict):
+        self.config, self.timer, self.intrinsics = config, timer, intrinsics
+        self._candidates: list[HeadCandidate] | None = None
+        if frame.points is not None:
+            pts = np.asarray(frame.points, np.float64)
+            keep = (np.isfinite(pts).all(axis=1) & (pts[:, 2] > config.z_min_m)
+                    & (pts[:, 2] < config.z_max_m))
+            self.cloud = pts[keep]
+            self.cloud_normals = (None if frame.normals is None
+                                  else np.asarray(frame.normals, np.float64)[keep])
+            stats["valid_pixels"] = int(keep.sum())
+            timer.lap("backproject")
+            return
+        if frame.depth is None:
+            raise RecordingError(f"frame {frame.index} has neither depth nor points")
+        if intrinsics is None:
+            raise RecordingError("a depth frame needs camera intrinsics")
+        self.cloud = None
+        self.depth = np.asarray(frame.depth, np.float32)
+        self.points, self.valid = backproject(self.depth, intrinsics, config.z_min_m, config.z_max_m)
+        stats["valid_pixels"] = int(self.valid.sum())
+        self.stats = stats
+        timer.lap("backproject")
+
+    def candidates(self) -> list[HeadCandidate]:
+        """Head-like blobs of the frame, nearest first (computed once)."""
+        if self._candidates is None:
+            if self.cloud is None:
+                self._candidates = find_head(self.points, self.valid, self.intrinsics, self.config.segment)
+            else:
+                self._candidates = find_head_in_cloud(self.cloud, self.config.segment,
+                                                      min_points=self.config.min_head_points)
+            self.timer.lap("segment")
+        return self._candidates
+
+    def head(self, centre: np.ndarray, blob_mask: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray] | str:
+        """Head points + normals (camera metres) within the head sphere around ``centre`` (camera
+        metres), optionally restricted to a blob; or a warning string."""
+        if self.cloud is None:
+            return self._depth_head(centre, blob_mask)
+        return self._cloud_head(centre, blob_mask)
+
+    def _depth_head(self, centre, blob_mask):
+        config = self.config
+        valid = self.valid if blob_mask is None else self.valid & blob_mask
+        mask = valid & sphere_mask(self.points, centre, config.segment.sphere_radius_m)
+        self.timer.lap("segment")
+        if mask.sum() < config.min_head_points:
+            return f"no head found (only {int(mask.sum())} points near the head centre)"
+        rows, cols = _window(mask, config.bilateral_radius_px + 2)
+        if config.remove_flying_pixels:
+            # Only inside the head's window: the cost scales with the head, not the image.
+            sub_valid = valid[rows, cols]
+            flying = flying_pixel_mask(self.depth[rows, cols], sub_valid, config.flying_jump_m,
+                                       config.flying_jump_per_metre)
+            valid = valid.copy()
+            valid[rows, cols] = sub_valid & ~flying
+            mask &= valid
+            self.stats["flying_pixels"] = int((flying & mask[rows, cols]).sum())
+            self.timer.lap("outliers")
+        normals, normal_ok = depth_normals(self.depth, valid, self.intrinsics, config.bilateral_radius_px,
+                                           config.bilateral_sigma_space_px,
+                                           config.bilateral_sigma_depth_m, config.normal_max_jump_m,
+                                           window=(rows, cols))
+        mask &= normal_ok
+        self.timer.lap("normals")
+        return self.points[mask].astype(np.float64), normals[mask].astype(np.float64)
+
+    def _cloud_head(self, centre, blob_mask):
+        config, pts, normals = self.config, self.cloud, self.cloud_normals
+        mask = sphere_mask(pts, centre, config.segment.sphere_radius_m)
+        if blob_mask is not None:
+            mask &= blob_mask
+        pts = pts[mask]
+        self.timer.lap("segment")
+        if len(pts) < config.min_head_points:
+            return f"no head found (only {len(pts)} points near the head centre)"
+        if normals is None:
+            normals = cloud_normals(pts).astype(np.float64)
+        else:
+            normals = normals[mask].copy()
+            normals[np.einsum("ij,ij->i", normals, pts) > 0] *= -1.0
+        self.timer.lap("normals")
+        return pts, normals
+
+
+def preprocess_frame(frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConfig | None = None,
+                     prev_pose: HeadPose | None = None, scale: float | None = None,
+                     estimate_scale: bool = False, mean_head: MeanHead | None = None) -> HeadObservation:
+    """Preprocess one frame. ``prev_pose`` (the previous frame's) enables tracking; ``scale``
+    fixes the similarity scale for detection (default ``prev_pose.scale`` or 1);
+    ``estimate_scale`` lets ICP adjust it. A frame without a head yields an observation with
+    ``found == False`` and a warning instead of raising."""
+    config = config or PreprocessConfig()
+    model = mean_head or load_mean_head()
+    timer = _Timer()
+    stats: dict = {"ms": timer.ms}
+    if scale is None:
+        scale = prev_pose.scale if prev_pose is not None else 1.0
+
+    source = _FrameSource(frame, intrinsics, config, timer, stats)
+    fit: PoseFit | None = None
+    head = None
+    if prev_pose is not None:
+        head = source.head(prev_pose.to_camera(model.centre[None])[0])
+        if not isinstance(head, str):
+            fit = refine_pose(*head, model, prev_pose, config.pose, config.pose.track_iterations,
+                              estimate_scale=estimate_scale)
+            timer.lap("pose")
+    if fit is None or not (fit.converged and fit.is_good(config.pose)):
+        tracked, tracked_head = fit, head
+        fit, head = _detect(source, model, config, scale, estimate_scale, frame.index, timer)
+        if isinstance(head, str):
+            return _empty(frame, stats, head)
+        if (tracked is not None and tracked.is_good(config.pose)
+                and tracked.inlier_fraction > fit.inlier_fraction):
+            head, fit = tracked_head, tracked
+    points, normals = head
+    stats.update(pose_inlier_fraction=fit.inlier_fraction, pose_rms_mm=fit.rms_mm,
+                 pose_face_coverage=fit.face_coverage, pose_detected=fit.detected)
+    if not fit.is_good(config.pose):
+        return _empty(frame, stats, f"no head found (best head-model fit: "
+                      f"{fit.inlier_fraction:.0%} inliers, {fit.rms_mm:.1f} mm RMS, "
+                      f"{fit.face_coverage:.0%} of the face covered)")
+    pose = fit.pose
+    can = pose.to_canonical(points)
+    keep = below_chin_mask(can, model.chin, config.keep_below_chin_m,
+                           config.max_head_radius_m * UNITS_PER_METRE, model.centre)
+    timer.lap("crop")
+    kept = np.flatnonzero(keep)
+    stray = statistical_outliers(points[kept], config.outlier_neighbours, config.outlier_std_ratio)
+    keep[kept[stray]] = False
+    timer.lap("outliers")
+    if config.max_points is not None and keep.sum() > config.max_points:
+        rng = np.random.default_rng(config.seed + frame.index)
+        idx = rng.choice(np.flatnonzero(keep), config.max_points, replace=False)
+        keep = np.zeros_like(keep)
+        keep[idx] = True
+    points, normals, can = points[keep], normals[keep], can[keep]
+    timer.lap("crop")
+    stats["points"] = int(len(points))
+    return HeadObservation(frame.index, frame.timestamp_s, points.astype(np.float32),
+                           normals.astype(np.float32), can.astype(np.float32),
+                           pose.normals_to_canonical(normals).astype(np.float32), pose, stats, [])
+
+
+def _detect(source: _FrameSource, model: MeanHead, config: PreprocessConfig, scale: float,
+            estimate_scale: bool, frame_index: int, timer: _Timer):
+    """Pose from scratch: try the head candidates nearest first until one fits the mean head.
+
+    Returns ``(fit, head)``; ``fit`` is the best fit seen (possibly not good) or ``None`` with
+    ``head`` a warning string when no candidate had enough points.
+    """
+    best: tuple[PoseFit, tuple] | None = None
+    warning = "no head found (no head-sized surface within the depth range)"
+    for candidate in source.candidates()[:config.max_head_candidates]:
+        head = source.head(candidate.centre, candidate.blob_mask)
+        if isinstance(head, str):
+            warning = head
+            continue
+        fit = detect_pose(*head, model, config.pose, scale=scale, seed=config.seed + frame_index,
+                          estimate_scale=estimate_scale, centre_hint=candidate.centre)
+        timer.lap("pose")
+        # The blob-based crop is coarse (it may hold shoulders or miss the crown): crop again
+        # around the detected head and refine there.
+        recrop = source.head(fit.pose.to_camera(model.centre[None])[0])
+        if not isinstance(recrop, str):
+            refined = refine_pose(*recrop, model, fit.pose, config.pose, config.pose.icp_iterations,
+                                  detected=True, estimate_scale=estimate_scale)
+            timer.lap("pose")
+            if refined.is_good(config.pose) or not fit.is_good(config.pose):
+                head, fit = recrop, refined
+        if fit.is_good(config.pose):
+            return fit, head
+        if best is None or fit.inlier_fraction > best[0].inlier_fraction:
+            best = (fit, head)
+    return best if best is not None else (None, warning)
+
+
+def preprocess_recording(recording: Recording, config: PreprocessConfig | None = None,
+                         reporter: Reporter | None = None, start: int = 0, stop: int | None = None,
+                         stride: int = 1) -> Iterator[HeadObservation]:
+    """Preprocess the selected frames in order, tracking the pose from frame to frame.
+
+    With ``config.estimate_scale`` the first ``config.scale_frames`` frames with a head estimate
+    a scale each; their median is then fixed for the rest of the sequence (earlier frames keep
+    their own estimate).
+    """
+    config = config or PreprocessConfig()
+    reporter = reporter or Reporter()
+    model = load_mean_head()
+    total = len(recording.frame_indices(start, stop, stride))
+    prev: HeadPose | None = None
+    scales: list[float] = []
+    scale: float | None = None if config.estimate_scale else 1.0
+    done = 0
+    reporter.update("preprocess", 0, total)
+    for frame in recording.frames(start, stop, stride):
+        estimating = scale is None
+        obs = preprocess_frame(frame, recording.intrinsics, config, prev_pose=prev,
+                               scale=scale if scale is not None else (prev.scale if prev else 1.0),
+                               estimate_scale=estimating, mean_head=model)
+        if obs.found:
+            if estimating:
+                scales.append(obs.pose.scale)
+                if len(scales) >= config.scale_frames:
+                    scale = float(np.median(scales))
+            prev = obs.pose.copy()
+            if scale is not None:
+                prev.scale = scale
+        else:
+            prev = None
+            for w in obs.warnings:
+                log.warning("frame %d: %s", frame.index, w)
+        done += 1
+        reporter.update("preprocess", done, total, obs.warnings[0] if obs.warnings else "")
+        yield obs
