@@ -16,6 +16,7 @@ import functools
 import numpy as np
 
 from ..errors import ConfigError
+from ..preprocess.backproject import distort_normalized, ray_table
 from ..recording.base import Intrinsics
 from ..recording.k4a_calibration import K4ACalibration, normalize_depth_mode
 
@@ -52,16 +53,6 @@ def depth_intrinsics(mode: str) -> Intrinsics:
     return calib.depth_intrinsics(k4a_mode(mode))
 
 
-def distort(xn: np.ndarray, yn: np.ndarray, dist) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV rational distortion of normalised coordinates; dist = [k1,k2,p1,p2,k3,k4,k5,k6]."""
-    k1, k2, p1, p2, k3, k4, k5, k6 = dist
-    r2 = xn * xn + yn * yn
-    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
-    xd = xn * radial + 2 * p1 * xn * yn + p2 * (r2 + 2 * xn * xn)
-    yd = yn * radial + p1 * (r2 + 2 * yn * yn) + 2 * p2 * xn * yn
-    return xd, yd
-
-
 def project(points: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
     """Camera points (N,3, metres) → distorted pixel coordinates (N,2) and depth z (N,).
 
@@ -74,35 +65,18 @@ def project(points: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, np.ndarra
     if intr.metric_radius:
         bad |= ~(np.hypot(xn, yn) < intr.metric_radius)
     xn, yn = np.where(bad, np.nan, xn), np.where(bad, np.nan, yn)
-    xd, yd = distort(xn, yn, intr.distortion)
+    xd, yd = distort_normalized(xn, yn, intr.distortion)
     return np.stack([intr.fx * xd + intr.cx, intr.fy * yd + intr.cy], axis=1), z
 
 
 @functools.lru_cache(maxsize=8)
-def pixel_rays(intr: Intrinsics, iterations: int = 40) -> np.ndarray:
-    """(H,W,3) float64 ray per pixel centre with z = 1 (undistorted by fixed-point iteration).
+def pixel_rays(intr: Intrinsics) -> np.ndarray:
+    """(H,W,3) ray per pixel centre with z = 1, undistorted (the preprocessing's own ray table).
 
     A camera point on the ray at depth z is ``z * ray``. Pixels whose ray cannot be recovered
     (beyond the lens model's valid radius, e.g. WFOV corners) get NaN rays.
     """
-    v, u = np.mgrid[0:intr.height, 0:intr.width].astype(np.float64)
-    xd, yd = (u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy
-    k1, k2, p1, p2, k3, k4, k5, k6 = intr.distortion
-    x, y = xd.copy(), yd.copy()
-    with np.errstate(all="ignore"):  # diverging corners become NaN/inf and are masked below
-        for _ in range(iterations):  # the fixed point of OpenCV's undistortPoints
-            r2 = x * x + y * y
-            icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1 + r2 * (k1 + r2 * (k2 + r2 * k3)))
-            dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-            dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-            x, y = (xd - dx) * icdist, (yd - dy) * icdist
-        xe, ye = distort(x, y, intr.distortion)
-        error_px = np.hypot((xe - xd) * intr.fx, (ye - yd) * intr.fy)
-        bad = ~(error_px < 1e-3)
-        if intr.metric_radius:
-            bad |= ~(np.hypot(x, y) < intr.metric_radius)
-    x[bad] = np.nan
-    y[bad] = np.nan
-    rays = np.stack([x, y, np.ones_like(x)], axis=-1)
+    table = ray_table(intr)
+    rays = np.concatenate([table, np.ones(table.shape[:2] + (1,))], axis=-1)
     rays.flags.writeable = False
     return rays
