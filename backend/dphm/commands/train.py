@@ -1,0 +1,66 @@
+"""``dphm train``: train the head model on ICT-FaceKit (resumable, time-boxed) and export it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+
+HELP = "train the head model (ICT-FaceKit, auto-decoder) and export the shipped weights"
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="default", help="preset: tiny (CPU, <2 min) or default (GPU)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoint, log.jsonl, export)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out (its own config)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop cleanly after this many minutes (checkpoint + export); resume later")
+    parser.add_argument("--steps", type=int, default=None, help="override the preset's total steps (new runs)")
+    parser.add_argument("--nphm", type=Path, default=None,
+                        help="train on an NPHM-layout folder (<subject>/<expression>/registration.ply) "
+                        "instead of the synthetic ICT-FaceKit heads")
+    parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
+    parser.add_argument("--export", type=Path, default=None,
+                        help="also copy the exported model here (e.g. backend/dphm/weights/head_model.pt)")
+
+
+def run(args) -> int:
+    from ..errors import ConfigError
+    from ..train.config import preset
+    from ..train.trainer import CHECKPOINT_NAME, Trainer
+
+    if args.resume:
+        if not (args.out / CHECKPOINT_NAME).exists():
+            raise ConfigError(f"--resume: no {CHECKPOINT_NAME} in {args.out}")
+        trainer = Trainer.resume(args.out, args.device)
+        log.info("resuming %s at step %d/%d", args.out, trainer.step, trainer.cfg.steps)
+    else:
+        if (args.out / CHECKPOINT_NAME).exists():
+            raise ConfigError(f"{args.out} already holds a run; pass --resume or choose another --out")
+        cfg = preset(args.config)
+        if args.steps is not None:
+            cfg.steps = args.steps
+        if args.nphm is not None:
+            cfg.dataset, cfg.dataset_path = "nphm", str(args.nphm)
+        trainer = Trainer(cfg, args.out, args.device)
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    log.info("config %s on %s (%s): %d network parameters, %d identity codes × %d, %d expression codes × %d",
+             trainer.cfg.name, trainer.device, trainer.precision, n_params, trainer.data.n_id_rows,
+             trainer.model.id_dim, trainer.data.n_ex_rows, trainer.model.ex_dim)
+
+    def on_log(rec: dict) -> None:
+        log.info("step %d  loss %.5f  surf %.5f  normals %.4f  eik %.4f  corresp %.2e  %.3f s/step",
+                 rec["step"], rec["loss"], rec["surface"], rec["normals"], rec["eikonal"], rec["corresp"],
+                 rec.get("s_per_step", float("nan")))
+
+    summary = trainer.run(minutes=args.minutes, on_log=on_log)
+    if args.export is not None:
+        args.export.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(summary["export"], args.export)
+    state = "finished" if summary["done"] else "paused (run again with --resume)"
+    print(f"{state} at step {summary['step']}/{trainer.cfg.steps} after {summary['elapsed_s'] / 60:.1f} min; "
+          f"checkpoint {summary['checkpoint']}; model {args.export or summary['export']}")
+    return 0

@@ -1,0 +1,1 @@
+"""Training the head model and its diffusion priors."""
