@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="default", help="preset: tiny (CPU, <2 min) or default (GPU)")
-    parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoint, log.jsonl, export)")
+    parser.add_argument("--out", type=Path, help="run folder (checkpoint, log.jsonl, export)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (its own config)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop cleanly after this many minutes (checkpoint + export); resume later")
@@ -25,6 +25,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     parser.add_argument("--export", type=Path, default=None,
                         help="also copy the exported model here (e.g. backend/dphm/weights/head_model.pt)")
+    priors = parser.add_argument_group("diffusion priors (trained on a finished model's codebooks)")
+    priors.add_argument("--priors", type=Path, default=None, metavar="HEAD_MODEL",
+                        help="train the identity and expression priors on this head model's codebooks "
+                        "and write prior_identity.pt / prior_expression.pt beside it (no head training)")
+    priors.add_argument("--prior-steps", type=int, default=None, help="optimiser steps per prior")
+    priors.add_argument("--prior-denoiser", choices=["mlp", "unet"], default=None,
+                        help="identity denoiser (default: the preset's; mlp trains on a CPU in minutes)")
+
+
+def train_priors(args) -> int:
+    """Train both diffusion priors on the codebooks stored in a head-model file."""
+    import torch
+
+    from ..model.head import HeadModel
+    from ..train.priors import shipped_prior_configs, train_model_priors
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model = HeadModel.load(args.priors)
+    id_cfg, ex_cfg = shipped_prior_configs(device, args.prior_steps, args.prior_denoiser)
+    train_model_priors(model.identity_codes, model.expression_codes, model.expression_identity,
+                       id_cfg, ex_cfg, out_dir=args.priors.parent)
+    print(f"priors written beside {args.priors}")
+    return 0
 
 
 def run(args) -> int:
@@ -32,6 +55,10 @@ def run(args) -> int:
     from ..train.config import preset
     from ..train.trainer import CHECKPOINT_NAME, Trainer
 
+    if args.priors is not None:
+        return train_priors(args)
+    if args.out is None:
+        raise ConfigError("--out is required (or --priors HEAD_MODEL to train only the priors)")
     if args.resume:
         if not (args.out / CHECKPOINT_NAME).exists():
             raise ConfigError(f"--resume: no {CHECKPOINT_NAME} in {args.out}")

@@ -1,0 +1,1 @@
+"""Evaluation: geometric metrics between reconstructions and ground truth / depth observations."""

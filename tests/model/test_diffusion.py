@@ -1,0 +1,151 @@
+"""Diffusion priors: schedule, denoisers, training, sampling, regulariser, persistence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dphm.errors import ModelError
+from dphm.model.diffusion import (DenoiserConfig, DiffusionPrior, GaussianDiffusion, ResMLPDenoiser,
+                                  UNet1DDenoiser, cosine_alphas_cumprod, load_priors)
+from dphm.train.priors import PriorTrainConfig, train_model_priors, train_prior
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks train several times faster on one thread than on two busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+DIM, RANK = 32, 3
+
+
+def _subspace(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(DIM, RANK, generator=g))[0]  # (DIM, RANK) orthonormal
+
+
+def _codebook(n: int, seed: int = 0) -> torch.Tensor:
+    """Codes on a 3-D subspace of R^32 (scale ~ NPHM codes), offset from 0."""
+    g = torch.Generator().manual_seed(seed + 1)
+    return 0.05 * torch.randn(n, RANK, generator=g) @ _subspace().T + 0.02
+
+
+def _off_subspace(codes: torch.Tensor) -> torch.Tensor:
+    b = _subspace()
+    r = codes - 0.02
+    return (r - r @ b @ b.T).norm(dim=1)
+
+
+@pytest.fixture(scope="module")
+def prior() -> DiffusionPrior:
+    return train_prior(_codebook(512), PriorTrainConfig.tiny(steps=600), name="test")
+
+
+def test_cosine_schedule_is_monotone_and_clipped():
+    ab = cosine_alphas_cumprod(1000)
+    assert ab.shape == (1000,)
+    assert (ab[1:] < ab[:-1]).all()
+    assert 0.999 < ab[0] <= 1.0 and ab[-1] < 1e-3
+    betas = 1 - ab[1:] / ab[:-1]
+    assert betas.max() <= 0.999 + 1e-9
+
+
+def test_v_parametrisation_round_trip():
+    diff = GaussianDiffusion(ResMLPDenoiser(8, width=16, depth=1, time_dim=16))
+    x0, eps = torch.rand(5, 8) * 2 - 1, torch.randn(5, 8)
+    t = torch.tensor([0, 10, 400, 700, 999])
+    xt, v = diff.q_sample(x0, t, eps), diff.v_target(x0, t, eps)
+    a, s = diff.sqrt_ab[t, None], diff.sqrt_1mab[t, None]
+    torch.testing.assert_close(a * xt - s * v, x0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(s * xt + a * v, eps, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dim", [200, 37])
+def test_unet_handles_any_length(dim):
+    net = UNet1DDenoiser(dim, dim=8, mults=(1, 2, 4))
+    out = net(torch.randn(3, dim), torch.tensor([0, 500, 999]))
+    assert out.shape == (3, dim) and torch.isfinite(out).all()
+
+
+def test_samples_follow_the_codebook_structure(prior):
+    samples = prior.sample(256, steps=40, seed=3)
+    assert samples.shape == (256, DIM)
+    # an isotropic Gaussian with the codebook's per-dim spread would be far off the subspace
+    book = _codebook(512)
+    iso = book.mean(0) + book.std(0) * torch.randn(256, DIM, generator=torch.Generator().manual_seed(0))
+    assert _off_subspace(samples).mean() < 0.3 * _off_subspace(iso).mean()
+    # spread comparable to the data (not collapsed to the mean)
+    ratio = (samples - samples.mean(0)).norm(dim=1).mean() / (book - book.mean(0)).norm(dim=1).mean()
+    assert 0.6 < ratio < 1.4
+
+
+def test_sampling_is_deterministic_for_a_seed(prior):
+    a, b = prior.sample(8, steps=25, seed=11), prior.sample(8, steps=25, seed=11)
+    c = prior.sample(8, steps=25, seed=12)
+    torch.testing.assert_close(a, b)
+    assert (a - c).abs().max() > 1e-3
+    d, e = prior.sample(4, steps=25, seed=5, eta=1.0), prior.sample(4, steps=25, seed=5, eta=1.0)
+    torch.testing.assert_close(d, e)
+
+
+def test_regulariser_grads_reach_codes_not_weights(prior):
+    codes = _codebook(4, seed=9).requires_grad_(True)
+    loss = prior.regulariser(codes)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert codes.grad is not None and codes.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in prior.parameters())
+
+
+def test_regulariser_prefers_in_distribution_codes_and_pulls_codes_back(prior):
+    g = torch.Generator().manual_seed(0)
+    good = _codebook(64, seed=21)
+    bad = good + 0.03 * torch.randn(good.shape, generator=g)
+    lg = torch.stack([prior.regulariser(good, generator=g) for _ in range(20)]).mean()
+    lb = torch.stack([prior.regulariser(bad, generator=g) for _ in range(20)]).mean()
+    assert lb > 1.5 * lg
+    # gradient descent on the regulariser alone moves perturbed codes back towards the subspace
+    z = bad.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=2e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        prior.regulariser(z, generator=g).backward()
+        opt.step()
+    assert _off_subspace(z.detach()).mean() < 0.6 * _off_subspace(bad).mean()
+
+
+def test_save_load_round_trip(prior, tmp_path):
+    prior.save(tmp_path / "p.pt")
+    again = DiffusionPrior.load(tmp_path / "p.pt")
+    assert (again.code_min, again.code_max) == (prior.code_min, prior.code_max)
+    torch.testing.assert_close(again.sample(4, steps=10, seed=1), prior.sample(4, steps=10, seed=1))
+
+
+def test_bad_inputs_raise_model_errors(prior, tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        DiffusionPrior.load(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="junk.pt"):
+        DiffusionPrior.load(tmp_path / "junk.pt")
+    with pytest.raises(ModelError, match="shape"):
+        prior.regulariser(torch.zeros(2, DIM + 1))
+    with pytest.raises(ModelError, match="unknown denoiser"):
+        DiffusionPrior(4, 0.0, 1.0, DenoiserConfig("transformer"))
+
+
+def test_train_model_priors_writes_loadable_pair(tmp_path):
+    ids, exs = _codebook(16), 0.1 * torch.randn(40, 8)
+    cfg = PriorTrainConfig.tiny(steps=30)
+    id_p, ex_p = train_model_priors(ids, exs, torch.arange(40) % 16, cfg, cfg, out_dir=tmp_path, half=False)
+    a, b = load_priors(tmp_path)
+    assert (a.code_dim, b.code_dim) == (DIM, 8)
+    torch.testing.assert_close(b.sample(2, steps=5, seed=0), ex_p.sample(2, steps=5, seed=0))
+    # Shipped files store fp16 weights: half the size, samples equal to fp16 precision.
+    ex_p.save(tmp_path / "half.pt", half=True)
+    assert (tmp_path / "half.pt").stat().st_size < 0.6 * (tmp_path / "prior_expression.pt").stat().st_size
+    half = type(ex_p).load(tmp_path / "half.pt")
+    torch.testing.assert_close(half.sample(2, steps=5, seed=0), ex_p.sample(2, steps=5, seed=0),
+                               atol=2e-2 * float(ex_p.code_max - ex_p.code_min), rtol=0)
