@@ -6,8 +6,9 @@ Usage: ``python build.py [--out-dir dist] [--blender PATH]``
 The zip is built and validated with Blender's own extension tool (``blender_ext.py``). That
 script ships inside the ``bpy`` wheel and runs with plain Python 3.11, so no Blender binary is
 needed; ``--blender`` (or ``$BLENDER_EXECUTABLE``) uses ``blender --command extension`` instead.
-Only what the extension needs goes in: the manifest, the ``addon/`` package, the licence and
-third-party notices. The build also checks that the Blender side never imports torch.
+Only what the extension needs goes in: the manifest, the ``addon/`` package, the protocol module
+it shares with the backend (``SHARED_FILES``: one source file, copied in at build time), the
+licence and third-party notices. The build also checks that the Blender side never imports torch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ ROOT = Path(__file__).resolve().parent
 ADDON = ROOT / "addon"
 MANIFEST = ROOT / "blender_manifest.toml"
 EXTRA_FILES = ["LICENSE", "THIRD_PARTY_NOTICES.md"]
+# Files the add-on shares with the backend, kept once in the repository (standard library only):
+# repository path → path inside the extension.
+SHARED_FILES = {"backend/dphm/server/protocol.py": "client/protocol.py"}
 FORBIDDEN_IMPORTS = {"torch", "dphm", "trimesh", "mcubes", "skimage", "av"}
 
 
@@ -87,6 +91,8 @@ def stage(dest: Path) -> None:
     for name in EXTRA_FILES:
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, dest / name)
+    for source, target in SHARED_FILES.items():
+        shutil.copy2(ROOT / source, dest / target)
 
 
 def run(cmd: list[str]) -> None:

@@ -17,6 +17,10 @@ _MODULE_NAMES = (
     "operators.backend_check",
     "operators.import_result",
     "operators.preview_render",
+    "operators.backend_job",
+    "operators.track_recording",
+    "operators.random_heads",
+    "client.jobs",
     "panel",
 )
 _modules: list = []

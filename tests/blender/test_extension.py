@@ -69,3 +69,9 @@ def test_preferences_defaults(prefs):
 def test_import_menu_entry(installed_extension):
     draw_funcs = [f.__name__ for f in bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize()]
     assert "menu_import" in draw_funcs
+
+
+def test_protocol_module_is_the_backends(extension_zip, repo_root):
+    """The add-on speaks the backend's protocol module itself (copied in by build.py)."""
+    packed = zipfile.ZipFile(extension_zip).read("client/protocol.py")
+    assert packed == (repo_root / "backend/dphm/server/protocol.py").read_bytes()

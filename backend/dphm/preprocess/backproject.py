@@ -18,10 +18,13 @@ from ..recording.base import Intrinsics
 def distort_normalized(x: np.ndarray, y: np.ndarray, distortion) -> tuple[np.ndarray, np.ndarray]:
     """Apply the rational model to undistorted normalised coordinates → distorted ones."""
     k1, k2, p1, p2, k3, k4, k5, k6 = (float(c) for c in tuple(distortion) + (0.0,) * (8 - len(distortion)))
-    r2 = x * x + y * y
-    radial = (1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1.0 + r2 * (k4 + r2 * (k5 + r2 * k6)))
-    xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
-    yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+    # Far outside the lens model (WFOV corners, diverging iterates) the polynomial overflows: those
+    # coordinates become inf/NaN on purpose and are masked by the callers.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        r2 = x * x + y * y
+        radial = (1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1.0 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+        xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+        yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
     return xd, yd
 
 
@@ -40,6 +43,8 @@ def undistort_normalized(xd: np.ndarray, yd: np.ndarray, distortion, iterations:
         return xd.copy(), yd.copy(), np.ones(xd.shape, bool)
     k1, k2, p1, p2, k3, k4, k5, k6 = (float(c) for c in tuple(distortion) + (0.0,) * (8 - len(distortion)))
     x, y = xd.copy(), yd.copy()
+    np_err = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+    np_err.__enter__()  # diverging iterates are detected below (``ok`` / ``converged``)
     for _ in range(iterations):
         r2 = x * x + y * y
         icdist = (1.0 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1.0 + r2 * (k1 + r2 * (k2 + r2 * k3)))
@@ -63,6 +68,7 @@ def undistort_normalized(xd: np.ndarray, yd: np.ndarray, distortion, iterations:
         y = np.where(safe, y - (-j21 * ex + j11 * ey) / det, y)
     fx, fy = distort_normalized(x, y, distortion)
     converged = np.hypot(fx - xd, fy - yd) < tolerance
+    np_err.__exit__(None, None, None)
     return x, y, converged & np.isfinite(x) & np.isfinite(y)
 
 
