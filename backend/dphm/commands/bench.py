@@ -13,6 +13,7 @@ HELP = "run benchmarks (fidelity, speed, readers)"
 
 # name → (module, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
+    "model": ("dphm.bench.model", "head-model quality on the held-out split (fits, samples, diversity)"),
     "priors": ("dphm.bench.priors", "compare diffusion-prior denoisers on a synthetic codebook"),
     "meshing": ("dphm.bench.meshing", "sparse vs dense marching cubes: points evaluated, time"),
     "readers": ("dphm.bench.readers", "recording read throughput (frames/s) per reader"),

@@ -88,17 +88,21 @@ def _fit(model: HeadModel, points: torch.Tensor, code: torch.Tensor, loss_fn, st
 
 def fit_identity(model: HeadModel, points: torch.Tensor, steps: int = 400, lr: float = 0.01,
                  batch_points: int = 2500, reg_global: float = 0.05, reg_local: float = 0.01,
-                 symmetry: float = 1.0, seed: int = 0) -> torch.Tensor:
+                 symmetry: float = 1.0, seed: int = 0, prior=None, prior_weight: float = 0.5) -> torch.Tensor:
     """Identity code (1, D_id) of a neutral head from surface points (N,3), canonical units.
 
     Starts from the mean training code; minimises mean |SDF| with z_ex = None (neutral) plus
-    ‖z_glob‖², ‖z_loc‖² and pair-symmetry regularisers that fade out over the steps (§3).
+    ‖z_glob‖², ‖z_loc‖² and pair-symmetry regularisers that fade out over the steps (§3) — or,
+    with ``prior`` (a :class:`~dphm.model.diffusion.DiffusionPrior`), DPHM's diffusion
+    regulariser weighted by ``prior_weight`` instead.
     """
     model.eval()
     ic = model.config.identity
 
     def loss_fn(x, z, t):
         fade = 1.0 if t < 0.5 else 0.1
+        if prior is not None:
+            return model.sdf(x, z, None).abs().mean() + prior_weight * fade * prior.regulariser(z)
         zg, zl = model.identity.split_code(z)
         pairs = zl[:, : 2 * ic.n_pairs].reshape(1, ic.n_pairs, 2, -1)
         reg = (reg_global * (zg ** 2).sum() + reg_local * (zl ** 2).sum()
@@ -109,13 +113,20 @@ def fit_identity(model: HeadModel, points: torch.Tensor, steps: int = 400, lr: f
 
 
 def fit_expression(model: HeadModel, points: torch.Tensor, z_id: torch.Tensor, steps: int = 300,
-                   lr: float = 0.01, batch_points: int = 2500, reg: float = 0.01, seed: int = 0) -> torch.Tensor:
-    """Expression code (1, D_ex) of a posed head from surface points (N,3) with z_id known (1, D_id)."""
+                   lr: float = 0.01, batch_points: int = 2500, reg: float = 0.01, seed: int = 0,
+                   prior=None, prior_weight: float = 0.5) -> torch.Tensor:
+    """Expression code (1, D_ex) of a posed head from surface points (N,3) with z_id known (1, D_id).
+
+    Regulariser: ``reg``·‖z_ex‖², or with ``prior`` the diffusion regulariser (``prior_weight``).
+    """
     model.eval()
     z_id = z_id.detach()
 
     def loss_fn(x, z, t):
-        return model.sdf(x, z_id, z).abs().mean() + reg * (1.0 if t < 0.5 else 0.1) * (z ** 2).sum()
+        fade = 1.0 if t < 0.5 else 0.1
+        if prior is not None:
+            return model.sdf(x, z_id, z).abs().mean() + prior_weight * fade * prior.regulariser(z)
+        return model.sdf(x, z_id, z).abs().mean() + reg * fade * (z ** 2).sum()
 
     return _fit(model, points, torch.zeros(1, model.ex_dim, device=points.device), loss_fn, steps, lr,
                 batch_points, seed)
@@ -130,25 +141,28 @@ def surface_distance(model: HeadModel, points: torch.Tensor, z_id: torch.Tensor,
 
 def evaluate_heldout(model: HeadModel, kit: IctFaceKit, n_identities: int = 4, n_expressions: int = 2,
                      n_points: int = 5000, steps_identity: int = 400, steps_expression: int = 300,
-                     mesh_resolution: int | None = None) -> dict:
+                     mesh_resolution: int | None = None, priors: tuple | None = None) -> dict:
     """Run bars (a) and (b) on held-out heads; returns per-head residuals and the fitted codes.
 
     With ``mesh_resolution`` set, each fit is meshed (:mod:`dphm.meshing`) and compared to the GT
-    surface with :mod:`dphm.eval.metrics` (chamfer, normal consistency, F-score).
+    surface with :mod:`dphm.eval.metrics` (chamfer, normal consistency, F-score), for the full
+    head and the face region. ``priors`` = (identity prior, expression prior) fits with the
+    diffusion regularisers instead of the ℓ2 ones.
     """
+    id_prior, ex_prior = priors if priors is not None else (None, None)
     dev = model.device
     results = {"identity": [], "expression": []}
     for i, heads in enumerate(heldout_heads(kit, n_identities, n_expressions)):
         pts, _ = sample_surface(heads[0].vertices, heads[0].faces, n_points, seed=i)
         x = torch.as_tensor(pts, dtype=torch.float32, device=dev)
-        z_id = fit_identity(model, x, steps_identity, seed=i)
+        z_id = fit_identity(model, x, steps_identity, seed=i, prior=id_prior)
         entry = {"head": i, "z_id": z_id.cpu(), "mean_abs_sdf_mm": surface_distance(model, x, z_id) * 250.0}
         entry.update(_mesh_metrics(model, heads[0], z_id, None, mesh_resolution))
         results["identity"].append(entry)
         for j, head in enumerate(heads[1:]):
             pts, _ = sample_surface(head.vertices, head.faces, n_points, seed=100 * i + j)
             x = torch.as_tensor(pts, dtype=torch.float32, device=dev)
-            z_ex = fit_expression(model, x, z_id, steps_expression, seed=100 * i + j)
+            z_ex = fit_expression(model, x, z_id, steps_expression, seed=100 * i + j, prior=ex_prior)
             e = {"head": i, "expression": j, "z_ex": z_ex.cpu(),
                  "mean_abs_sdf_mm": surface_distance(model, x, z_id, z_ex) * 250.0}
             e.update(_mesh_metrics(model, head, z_id, z_ex, mesh_resolution))
@@ -178,6 +192,11 @@ def _mesh_metrics(model: HeadModel, gt: HeldoutHead, z_id, z_ex, resolution: int
     # lips, the eye pockets), which "largest component" would drop from the prediction only.
     cfg = MeshingConfig(resolution=resolution, box_min=ICT_HEAD_BOX[0], box_max=ICT_HEAD_BOX[1],
                         device=str(model.device), largest_component=False)
-    mesh = extract_mesh(sdf_fn, cfg)
+    from ..data.ict_facekit import REGION_FACE
+
+    mesh = extract_mesh(sdf_fn, cfg).to_trimesh()
     gt_mesh = trimesh.Trimesh(gt.vertices, gt.faces, process=False)
-    return mesh_to_mesh(mesh.to_trimesh(), gt_mesh, n_points=100_000).as_dict()
+    face_points = gt.vertices[np.unique(gt.faces[gt.face_region == REGION_FACE])]
+    full = mesh_to_mesh(mesh, gt_mesh, n_points=100_000).as_dict()
+    face = mesh_to_mesh(mesh, gt_mesh, n_points=100_000, region_points=face_points, region_radius=0.01).as_dict()
+    return {"full": full, "face": face}

@@ -31,6 +31,7 @@ EXPRESSION_DENOISER = DenoiserConfig("mlp", {"width": 1024, "depth": 4})
 # Shipped sizes: ≤ 30 MB for head model + both priors in fp16, and a regulariser step cheap
 # enough for CPU tracking (the 1344-D UNet costs 0.25 s per step on 2 cores, the MLP ~10 ms).
 SHIPPED_MLP_DENOISER = DenoiserConfig("mlp", {"width": 512, "depth": 4})
+SHIPPED_EXPRESSION_DENOISER = DenoiserConfig("mlp", {"width": 256, "depth": 4})  # 64-D codes: 1.4 M params
 
 
 @dataclass
@@ -76,7 +77,7 @@ def shipped_prior_configs(device: str, steps: int | None = None, identity_denois
     common = dict(steps=n, batch_size=64, warmup_steps=min(500, n // 10), log_every=max(n // 10, 1),
                   device=device)
     return (PriorTrainConfig(denoiser=id_denoiser, lr=1e-4 if n > 20_000 else 3e-4, **common),
-            PriorTrainConfig(denoiser=SHIPPED_MLP_DENOISER, lr=8e-5 if n > 20_000 else 3e-4, **common))
+            PriorTrainConfig(denoiser=SHIPPED_EXPRESSION_DENOISER, lr=8e-5 if n > 20_000 else 3e-4, **common))
 
 
 def _as_codebook(codebook: torch.Tensor | np.ndarray) -> torch.Tensor:
