@@ -3,8 +3,9 @@
 
     python tools/demo.py [--recording PATH] [--out out/demo]
 
-Backend half (the ``dphm`` CLI, as the add-on runs it): the recording is read, preprocessed into
-head observations, and written as a result folder. Blender half (the ``bpy`` module, i.e. real
+Backend half (the ``dphm`` CLI, as the add-on runs it): the head is tracked in the recording
+(preprocessing, identity fit, per-frame expression and pose, refinement, topology-consistent
+meshes) and written as a result folder. Blender half (the ``bpy`` module, i.e. real
 Blender, with the extension installed from its built zip exactly as a user installs it): the
 result is imported as a shape-key animation with the sensor camera, a preview frame is rendered,
 and the scene is saved as ``demo.blend``.
@@ -62,14 +63,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recording", type=Path, default=DEFAULT_RECORDING)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
+    parser.add_argument("--preset", default="fast", help="tracking preset (fast | quality)")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     result = out / "result"
     run_backend(["info", str(args.recording)])
-    run_backend(["preprocess", str(args.recording), "--out", str(out / "observations"),
-                 "--result", str(result)])
+    run_backend(["track", str(args.recording), "--out", str(result), "--preset", args.preset])
     blend, preview = blender_import_and_render(result, out)
     print(f"demo: {blend} and {preview} written in {time.perf_counter() - started:.1f} s")
     return 0

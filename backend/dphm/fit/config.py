@@ -1,0 +1,175 @@
+"""Tracking configuration: dataclasses with documented defaults and the presets ``fast``,
+``quality`` and ``tiny`` — the one place the CLI, the Blender panel and the benchmarks read.
+
+Units: SDF truncations in canonical model units (1 unit = 25 cm, so 0.02 units = 5 mm);
+learning rates per Adam step; point counts per frame and optimisation step.
+The recipe's schedule (DPHM §5.4: 201 keyframe steps, 20 steps/frame, 30 epochs of 2-frame
+windows, 5–10 k points) is the ``quality`` preset's ancestor; ``fast`` cuts points and steps
+to stay near 2 s/frame on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass
+class LossWeights:
+    """Weights of the tracking losses (recipe §5.3; anchors need landmarks, which depth lacks)."""
+
+    surface: float = 2.0  # truncated mean |SDF| at observed points
+    normals: float = 0.05  # 1 − cos(∇SDF, observed outward normal)
+    prior_identity: float = 0.5  # diffusion regulariser on z_id (l2 fallback without priors)
+    prior_expression: float = 0.5  # diffusion regulariser on z_ex (l2 fallback without priors)
+    l2_identity: float = 0.25  # fallback ‖z_id − z_mean‖² when no identity prior is shipped
+    l2_expression: float = 0.05  # fallback ‖z_ex‖² per frame when no expression prior is shipped
+    smooth_expression: float = 1.0  # ‖z_i − z_{i−1}‖²
+    smooth_rotation: float = 1.0  # ‖R_i − R_{i−1}‖_F²
+    smooth_translation: float = 1.0  # ‖t_i − t_{i−1}‖² in model units
+
+
+@dataclass
+class IdentityPhase:
+    """Phase 1: identity, keyframe expressions and poses, and the shared scale."""
+
+    keyframes: int = 1  # frames used (spread evenly over the sequence; recipe: frame 0 only)
+    steps: int = 201
+    points: int = 5000  # per keyframe and step
+    lr_codes: float = 1e-2
+    lr_pose: float = 1e-2
+    lr_decay_at: tuple[float, ...] = (0.25, 0.5, 0.75)  # fractions of the steps where lrs ÷ 10
+    truncation: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.25, 0.05), (0.5, 0.0075))  # (from, units)
+    optimise_scale: bool = True
+
+
+@dataclass
+class TrackPhase:
+    """Phase 2: per-frame expression + rigid pose, initialised from the previous frame."""
+
+    steps: int = 20  # per chunk of frames
+    chunk: int = 1  # frames optimised together (1 = the recipe's strictly sequential tracking)
+    points: int = 5000
+    lr_codes: float = 1e-3
+    lr_pose: float = 1e-3
+    truncation: float = 0.1
+
+
+@dataclass
+class RefinePhase:
+    """Phase 3: joint refinement of everything over sliding windows of consecutive frames."""
+
+    epochs: int = 30
+    window: int = 2  # consecutive frames per optimisation step
+    stride: int = 1  # window start offsets (1 = all overlapping windows, the recipe; ≥ window =
+    # disjoint windows whose seams shift by window/2 every other epoch)
+    points: int = 5000
+    lr_identity: float = 1e-4
+    lr_expression: float = 1e-4
+    lr_pose: float = 1e-5
+    lr_decay_at: tuple[float, ...] = (2 / 3,)  # fractions of the epochs where lrs ÷ 10
+    truncation: float = 0.0075
+
+
+@dataclass
+class InversionConfig:
+    """Carrying canonical vertices into a frame: solve x_p + Δ(x_p) = x_c per vertex."""
+
+    max_iterations: int = 12
+    tolerance: float = 2e-5  # residual (units) counted as converged (2e-5 units = 5 µm)
+    accept: float = 4e-4  # a non-converged vertex with residual below this (0.1 mm) is kept as is
+    jacobian_every: int = 4  # exact autograd Jacobian every k iterations (Broyden updates between)
+    batch: int = 32768  # vertices per evaluation
+    sdf_check_points: int = 2000  # posed-SDF residual measured on this many vertices per frame
+
+
+@dataclass
+class MeshPhase:
+    resolution: int = 256  # effective marching-cubes grid points per axis (canonical mesh)
+    coarse_resolution: int = 32
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+
+
+@dataclass
+class TrackConfig:
+    name: str = "quality"
+    losses: LossWeights = field(default_factory=LossWeights)
+    identity: IdentityPhase = field(default_factory=IdentityPhase)
+    track: TrackPhase = field(default_factory=TrackPhase)
+    refine: RefinePhase = field(default_factory=RefinePhase)
+    mesh: MeshPhase = field(default_factory=MeshPhase)
+    max_observed_points: int = 20000  # preprocessing point budget per frame
+    prior_t_range: tuple[float, float] = (0.4, 0.6)  # diffusion regulariser noise levels (of T)
+    prior_every: int = 1  # evaluate the diffusion regularisers every k-th step (a CPU saving; the
+    # l2 fallback is cheap and always evaluated)
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrackConfig":
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls, d: dict[str, Any]):
+    kwargs = {}
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    for name, v in d.items():
+        if name not in hints:
+            continue
+        default = getattr(cls(), name) if name in hints else None
+        if dataclasses.is_dataclass(default) and isinstance(v, dict):
+            v = _from_dict(type(default), v)
+        elif isinstance(v, list):
+            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        kwargs[name] = v
+    return cls(**kwargs)
+
+
+def quality() -> TrackConfig:
+    """Close to the recipe's schedule (several seconds per frame on a CPU; meant for a GPU)."""
+    return TrackConfig(name="quality", identity=IdentityPhase(keyframes=3))
+
+
+def fast() -> TrackConfig:
+    """The CPU preset: fewer points and steps, chunked tracking, 128³ meshes and no normal term
+    (its double backward costs ~5× a plain step on a CPU). See docs/tracking.md for timings."""
+    return TrackConfig(
+        name="fast",
+        losses=LossWeights(normals=0.0),
+        identity=IdentityPhase(keyframes=2, steps=40, points=1000, lr_codes=2e-2, lr_pose=5e-3,
+                               truncation=((0.0, 0.1), (0.3, 0.03), (0.6, 0.015))),
+        track=TrackPhase(steps=5, chunk=4, points=500, lr_codes=1.5e-2, lr_pose=3e-3, truncation=0.04),
+        refine=RefinePhase(epochs=2, window=6, stride=6, points=400, lr_identity=1e-3, lr_expression=3e-3,
+                           lr_pose=5e-4, lr_decay_at=(), truncation=0.015),
+        mesh=MeshPhase(resolution=128, inversion=InversionConfig(max_iterations=8, tolerance=1e-4, sdf_check_points=500)),
+        max_observed_points=8000, prior_every=4)
+
+
+def tiny() -> TrackConfig:
+    """Tests and smoke runs with the tiny model: a few seconds for a handful of frames."""
+    return TrackConfig(
+        name="tiny",
+        losses=LossWeights(normals=0.0),
+        identity=IdentityPhase(keyframes=1, steps=15, points=300, lr_codes=2e-2, lr_pose=5e-3,
+                               truncation=((0.0, 0.1), (0.5, 0.03))),
+        track=TrackPhase(steps=5, chunk=2, points=300, lr_codes=1e-2, lr_pose=2e-3, truncation=0.05),
+        refine=RefinePhase(epochs=2, window=3, stride=2, points=300, lr_identity=1e-3, lr_expression=3e-3,
+                           lr_pose=5e-4, lr_decay_at=(), truncation=0.03),
+        mesh=MeshPhase(resolution=40, coarse_resolution=10,
+                       inversion=InversionConfig(max_iterations=10, sdf_check_points=200)),
+        max_observed_points=3000)
+
+
+PRESETS = {"fast": fast, "quality": quality, "tiny": tiny}
+
+
+def preset(name: str) -> TrackConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown tracking preset {name!r} (choose from {', '.join(PRESETS)})")
+    return PRESETS[name]()

@@ -1,0 +1,91 @@
+"""Tracking losses (recipe §5.3) on a batch of frames.
+
+All terms are in canonical model units: observed camera points are mapped into the model frame
+with the current pose, where the head model's SDF is evaluated.
+
+- surface: mean |SDF| over observed points whose |SDF| is below the truncation (the rest —
+  hair strands, shoulders, outliers — gets no pull);
+- normals: 1 − cos(∇SDF, n) with n the observed outward (camera-facing) normal in model axes;
+- priors: the diffusion regulariser (:meth:`DiffusionPrior.regulariser`) on z_id / z_ex, or
+  an l2 fallback when no prior file is shipped;
+- smoothness: ‖z_i − z_{i−1}‖², ‖R_i − R_{i−1}‖_F², ‖t_i − t_{i−1}‖² (t in model units).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..canonical import UNITS_PER_METRE
+from ..model.diffusion import DiffusionPrior
+from ..model.head import HeadModel
+from .config import LossWeights
+
+
+@dataclass
+class Priors:
+    """Optional diffusion priors; ``None`` entries use the l2 fallback."""
+
+    identity: DiffusionPrior | None = None
+    expression: DiffusionPrior | None = None
+    t_range: tuple[float, float] = (0.4, 0.6)
+
+
+def surface_and_normal_terms(model: HeadModel, points_u: torch.Tensor, normals_u: torch.Tensor,
+                             z_id: torch.Tensor, z_ex: torch.Tensor, truncation: float,
+                             with_normals: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(surface, normal) losses averaged over frames, for points (B,N,3) in model units.
+
+    ``z_id`` (B,D_id) and ``z_ex`` (B,D_ex). ``points_u`` must be differentiable for the normal
+    term (it is whenever the pose is optimised; otherwise it is made so here).
+    """
+    if with_normals and not points_u.requires_grad:
+        points_u = points_u.detach().requires_grad_(True)
+    sdf = model(points_u, z_id, z_ex).sdf  # (B,N)
+    err = sdf.abs()
+    keep = (err < truncation).float()
+    surface = ((err * keep).sum(1) / keep.sum(1).clamp_min(1.0)).mean()
+    normal = sdf.new_zeros(())
+    if with_normals:
+        grad = torch.autograd.grad(sdf.sum(), points_u, create_graph=True)[0]
+        cos = torch.nn.functional.cosine_similarity(grad, normals_u, dim=-1, eps=1e-6)
+        normal = ((1 - cos) * keep).sum(1).div(keep.sum(1).clamp_min(1.0)).mean()
+    with torch.no_grad():
+        stats = {"inliers": float(keep.mean()),
+                 "mae_mm": float((err * keep).sum() / keep.sum().clamp_min(1)) * 1000.0 / UNITS_PER_METRE}
+    return surface, normal, stats
+
+
+def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, w: LossWeights,
+                   generator: torch.Generator | None = None, active: bool = True) -> torch.Tensor:
+    """Regulariser of the (1,D) identity code (diffusion prior skipped when not ``active``)."""
+    if priors.identity is not None:
+        if not active:
+            return z_id.new_zeros(())
+        return w.prior_identity * priors.identity.regulariser(z_id, priors.t_range, generator)
+    return w.l2_identity * ((z_id - mean_code) ** 2).sum(-1).mean()
+
+
+def expression_prior(z_ex: torch.Tensor, priors: Priors, w: LossWeights,
+                     generator: torch.Generator | None = None, active: bool = True) -> torch.Tensor:
+    """Regulariser of (B,D) expression codes (mean over frames; diffusion skipped when not ``active``)."""
+    if priors.expression is not None:
+        if not active:
+            return z_ex.new_zeros(())
+        return w.prior_expression * priors.expression.regulariser(z_ex, priors.t_range, generator)
+    return w.l2_expression * (z_ex ** 2).sum(-1).mean()
+
+
+def smoothness(z_ex: torch.Tensor, rotation: torch.Tensor, translation_m: torch.Tensor,
+               w: LossWeights) -> torch.Tensor:
+    """Temporal smoothness over consecutive rows of (B,D), (B,3,3), (B,3); mean over pairs.
+
+    Callers prepend a detached previous frame to tie a chunk to what came before.
+    """
+    if z_ex.shape[0] < 2:
+        return z_ex.new_zeros(())
+    dz = (z_ex[1:] - z_ex[:-1]).pow(2).sum(-1)
+    dr = (rotation[1:] - rotation[:-1]).pow(2).sum((-1, -2))
+    dt = ((translation_m[1:] - translation_m[:-1]) * UNITS_PER_METRE).pow(2).sum(-1)
+    return (w.smooth_expression * dz + w.smooth_rotation * dr + w.smooth_translation * dt).mean()

@@ -1,0 +1,236 @@
+"""``track``: recording → tracked, meshed result folder (phases read → identity → track → refine → mesh).
+
+Checkpoints live in ``OUT/.checkpoint`` (see :mod:`dphm.fit.state`): a killed or cancelled job
+run again with the same arguments resumes where it stopped and recomputes no finished frame or
+epoch. A checkpoint from different arguments is refused (``restart=True`` discards it). On success
+the result folder replaces ``OUT`` atomically (removing the checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, ModelError, RecordingError
+from ..model.head import HeadModel, default_weights_path
+from ..progress import Progress, Reporter
+from .config import TrackConfig
+from .losses import Priors
+from .phases import FitContext, canonical_mesh, run_identity, run_mesh, run_refine, run_track
+from .state import Checkpoint, Observations, TrackState, config_fingerprint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackSummary:
+    out: Path
+    frames: int
+    vertices: int
+    seconds_per_frame: dict  # phase → s/frame
+    inversion: dict  # totals over frames
+    resumed: bool
+
+
+def read_observations(recording, config: TrackConfig, reporter: Reporter, start: int, stop: int | None,
+                      stride: int) -> Observations:
+    """Preprocess the selected frames (phase "read"); frames without a head keep a neighbour's pose."""
+    from ..preprocess.pipeline import PreprocessConfig, preprocess_recording
+
+    pcfg = PreprocessConfig(max_points=config.max_observed_points, seed=config.seed)
+
+    def forward(p: Progress) -> None:
+        if reporter.callback is not None:
+            reporter.callback(replace(p, phase="read"))
+
+    inner = Reporter(forward, reporter.cancel_event)
+    idx, ts, offsets, pts, nrm, rots, trans, found, warnings = [], [], [0], [], [], [], [], [], []
+    for obs in preprocess_recording(recording, pcfg, inner, start, stop, stride):
+        idx.append(obs.frame_index)
+        ts.append(obs.timestamp_s)
+        found.append(obs.found)
+        pts.append(obs.points)
+        nrm.append(obs.normals)
+        offsets.append(offsets[-1] + len(obs.points))
+        rots.append(obs.rotation if obs.found else None)
+        trans.append(obs.translation if obs.found else None)
+        warnings += [f"frame {obs.frame_index}: {w}" for w in obs.warnings]
+    if not idx:
+        raise RecordingError("no frames selected (check --frames/--stride)", recording.path)
+    if not any(found):
+        raise RecordingError("no head was found in any selected frame (check the depth range and that a "
+                             "head faces the sensor)", recording.path)
+    # Frames without a head take the nearest earlier (else later) pose; their data term is empty.
+    good = [i for i, f in enumerate(found) if f]
+    for i in range(len(idx)):
+        if rots[i] is None:
+            j = max([g for g in good if g < i], default=min(good))
+            rots[i], trans[i] = rots[j], trans[j]
+    return Observations(np.asarray(idx), np.asarray(ts, np.float64), np.asarray(offsets),
+                        np.concatenate(pts).astype(np.float32), np.concatenate(nrm).astype(np.float32),
+                        np.stack(rots).astype(np.float32), np.stack(trans).astype(np.float32),
+                        np.asarray(found), 1.0, warnings)
+
+
+def load_priors_if_shipped(model: HeadModel, directory: Path | None, device: torch.device) -> tuple[Priors, str]:
+    """Diffusion priors when their files exist and match the model's code sizes, else l2 fallback."""
+    from ..model.diffusion import PRIOR_FILES, default_priors_dir, load_priors
+
+    directory = Path(directory) if directory is not None else default_priors_dir()
+    if not all((directory / f).is_file() for f in PRIOR_FILES.values()):
+        return Priors(), "l2 (no diffusion prior files in %s)" % directory
+    ident, expr = load_priors(directory, device)
+    if ident.code_dim != model.id_dim or expr.code_dim != model.ex_dim:
+        raise ModelError(f"diffusion priors ({ident.code_dim}/{expr.code_dim}) do not match the head model "
+                         f"({model.id_dim}/{model.ex_dim})", directory)
+    return Priors(ident, expr), "diffusion"
+
+
+def _versions() -> dict:
+    from .. import __version__
+
+    return {"dphm": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _initial_state(head: HeadModel, obs: Observations, read_s: float) -> TrackState:
+    n = obs.num_frames
+    return TrackState(head.mean_identity_code().cpu(), torch.zeros(n, head.ex_dim), torch.zeros(n, 3),
+                      torch.zeros(n, 3), torch.zeros(()), timings={"read": read_s}, counts={"read": n})
+
+
+def track(recording_path: str | Path, out: str | Path, config: TrackConfig, reporter: Reporter | None = None,
+          start: int = 0, stop: int | None = None, stride: int = 1, device: str = "cpu",
+          model: HeadModel | str | Path | None = None, priors_dir: str | Path | None = None,
+          restart: bool = False, export_ply: bool = False) -> TrackSummary:
+    """Track the head in a recording and write the result folder ``out`` (see docs/tracking.md)."""
+    from ..recording import open_recording
+    from ..result.format import ResultFrames, save_result
+
+    reporter = reporter or Reporter()
+    out = Path(out)
+    if stride < 1:
+        raise ConfigError("--stride must be ≥ 1")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but no CUDA device is available")
+    dev = torch.device(device)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("output exists and is not a folder", out)
+    if isinstance(model, HeadModel):
+        head, model_name = model.to(dev).eval(), "in-memory"
+    else:
+        path = Path(model) if model is not None else default_weights_path()
+        head, model_name = HeadModel.load(path, dev), str(path)
+    for p in head.parameters():
+        p.requires_grad_(False)
+    t_start = time.perf_counter()
+    priors, prior_kind = load_priors_if_shipped(head, Path(priors_dir) if priors_dir else None, dev)
+
+    with open_recording(recording_path) as recording:
+        frame_ids = list(recording.frame_indices(start, stop, stride))
+        fingerprint = config_fingerprint({"recording": str(Path(recording_path).resolve()), "frames": frame_ids,
+                                          "config": config.to_dict(), "model": model_name,
+                                          "model_meta": head.meta, "device": device,
+                                          "priors": prior_kind})
+        ckpt = Checkpoint(out)
+        resumed = False
+        if ckpt.exists:
+            if restart:
+                ckpt.clear()
+            elif ckpt.fingerprint() != fingerprint:
+                raise ConfigError("holds a checkpoint of a different job (recording, frames, preset or model "
+                                  "differ); rerun with --restart to discard it or choose another --out",
+                                  ckpt.dir)
+            else:
+                resumed = True
+        if not ckpt.exists:
+            ckpt.start(fingerprint, {"recording": str(recording_path), "config": config.name})
+        if ckpt.observations_path.is_file():
+            obs = Observations.load(ckpt.observations_path)
+        else:
+            t0 = time.perf_counter()
+            obs = read_observations(recording, config, reporter, start, stop, stride)
+            obs.save(ckpt.observations_path)
+            ckpt.save_state(_initial_state(head, obs, time.perf_counter() - t0))
+        fps = recording.fps / stride
+        intrinsics = recording.intrinsics
+        rec_info = recording.describe()
+
+    state = ckpt.load_state() or _initial_state(head, obs, 0.0)
+    state.z_id, state.z_ex = state.z_id.to(dev), state.z_ex.to(dev)
+    state.omega, state.delta_t, state.log_scale = state.omega.to(dev), state.delta_t.to(dev), state.log_scale.to(dev)
+    ctx = FitContext(head, obs, state, config, ckpt, reporter, priors, dev)
+    run_identity(ctx)
+    run_track(ctx)
+    run_refine(ctx)
+    verts_c, faces, canon_stats = canonical_mesh(ctx)
+    run_mesh(ctx, verts_c, faces)
+
+    # -- assemble the result (poses applied here; meshes are stored in model units)
+    n = obs.num_frames
+    frames_idx = np.arange(n)
+    with torch.no_grad():
+        rot, trans = ctx.poses(frames_idx, state.omega.to(dev), state.delta_t.to(dev))
+        scale = float(ctx.scale(state.log_scale))
+    rot_np, trans_np = rot.cpu().numpy(), trans.cpu().numpy()
+    vertices = np.empty((n, len(verts_c), 3), np.float32)
+    reports = []
+    for i in range(n):
+        v, rep = ckpt.load_frame(i)
+        vertices[i] = scale * (v / 4.0) @ rot_np[i].T + trans_np[i]
+        reports.append(rep)
+    timings = dict(state.timings)
+    per_frame = {k: timings[k] / max(state.counts.get(k, 1), 1) for k in timings}
+    inversion = {"vertices": len(verts_c),
+                 "converged": int(sum(r["converged"] for r in reports)),
+                 "approximate": int(sum(r["approximate"] for r in reports)),
+                 "fallback": int(sum(r["fallback"] for r in reports)),
+                 "max_residual_mm": max(r["max_residual_mm"] for r in reports),
+                 "posed_sdf_mean_mm": float(np.mean([r["posed_sdf_mean_mm"] for r in reports]))}
+    if inversion["fallback"]:
+        log.warning("mesh: %d vertex solves over %d frames did not converge and were filled in from "
+                    "neighbours (see meta.json inversion)", inversion["fallback"], n)
+    meta = {
+        "name": Path(recording_path).name, "source": rec_info, "versions": _versions(), "model": model_name,
+        "model_meta": head.meta, "priors": prior_kind, "device": device, "frame_indices": obs.frame_indices.tolist(),
+        "frames_without_head": int((~obs.found).sum()), "warnings": obs.warnings[:200],
+        "config": config.to_dict(), "timings_s": timings, "seconds_per_frame": per_frame,
+        "wall_s_this_run": time.perf_counter() - t_start, "resumed": resumed,
+        "canonical_mesh": canon_stats, "inversion": inversion,
+        "inversion_per_frame": {k: [r[k] for r in reports] for k in
+                                ("converged", "approximate", "fallback", "iterations", "evaluations",
+                                 "max_residual_mm", "posed_sdf_mean_mm", "posed_sdf_p95_mm", "seconds")},
+        "phase_log": state.phase_log,
+    }
+    extras = {"rotation": rot_np.astype(np.float32), "translation": trans_np.astype(np.float32),
+              "scale": np.float64(scale), "identity_code": state.z_id[0].cpu().numpy().astype(np.float32),
+              "expression_codes": state.z_ex.cpu().numpy().astype(np.float32),
+              "frame_indices": obs.frame_indices.astype(np.int64), "head_found": obs.found.astype(bool)}
+    import trimesh
+
+    canonical = trimesh.Trimesh(verts_c, faces, process=False)
+    result = ResultFrames(vertices, faces.astype(np.int32), fps, obs.timestamps, intrinsics, extras)
+    reporter.check_cancelled()
+    save_result(out, result, meta, canonical)  # replaces OUT (and its .checkpoint) atomically
+    if export_ply:
+        write_frame_plys(out, vertices, faces)
+    return TrackSummary(out, n, len(verts_c), per_frame, inversion, resumed)
+
+
+def write_frame_plys(out: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """``OUT/meshes/%05d.ply`` (camera metres), written into a temporary folder then renamed."""
+    import trimesh
+
+    from ..atomic import atomic_dir
+
+    with atomic_dir(out / "meshes") as tmp:
+        for i, v in enumerate(vertices):
+            trimesh.Trimesh(v, faces, process=False).export(tmp / f"{i:05d}.ply")

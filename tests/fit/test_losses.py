@@ -1,0 +1,51 @@
+"""Loss terms: truncation, the normal term's sign convention, smoothness, prior fallback."""
+
+from __future__ import annotations
+
+import torch
+
+from dphm.fit.config import LossWeights
+from dphm.fit.losses import Priors, expression_prior, identity_prior, smoothness, surface_and_normal_terms
+
+
+class Sphere(torch.nn.Module):
+    """A stand-in head model: SDF of a sphere of radius 0.5 units (z codes ignored)."""
+
+    def forward(self, x, z_id, z_ex, anchors=None):
+        class Out:
+            sdf = x.norm(dim=-1) - 0.5
+
+        return Out()
+
+
+def test_surface_term_truncates_and_normal_term_prefers_outward_normals():
+    g = torch.Generator().manual_seed(0)
+    d = torch.randn(1, 200, 3, generator=g)
+    d = d / d.norm(dim=-1, keepdim=True)
+    pts = torch.cat([d[:, :150] * 0.51, d[:, 150:] * 2.0], 1)  # 150 near the surface, 50 far outliers
+    z = torch.zeros(1, 4)
+    surf, normal_out, stats = surface_and_normal_terms(Sphere(), pts, d, z, z, 0.05, True)
+    assert abs(float(surf.detach()) - 0.01) < 1e-5  # only the near points count (outliers truncated)
+    assert abs(stats["inliers"] - 0.75) < 1e-6
+    assert float(normal_out.detach()) < 1e-5  # ∇SDF is the outward normal
+    _, normal_in, _ = surface_and_normal_terms(Sphere(), pts, -d, z, z, 0.05, True)
+    assert abs(float(normal_in.detach()) - 2.0) < 1e-4  # 1 − cos = 2 for inward normals
+
+
+def test_smoothness_is_zero_for_constant_sequences_and_grows_with_jumps():
+    w = LossWeights()
+    z = torch.zeros(3, 4)
+    rot = torch.eye(3).expand(3, 3, 3)
+    t = torch.zeros(3, 3)
+    assert float(smoothness(z, rot, t, w)) == 0.0
+    t2 = t.clone()
+    t2[2, 0] = 0.01  # 1 cm = 0.04 units → 0.0016 on one of two pairs
+    assert abs(float(smoothness(z, rot, t2, w)) - 0.0008) < 1e-7
+
+
+def test_prior_fallback_is_an_l2_pull_towards_the_mean_code():
+    w = LossWeights()
+    mean = torch.ones(1, 5)
+    assert float(identity_prior(mean, Priors(), mean, w)) == 0.0
+    assert abs(float(identity_prior(mean * 2, Priors(), mean, w)) - w.l2_identity * 5) < 1e-6
+    assert abs(float(expression_prior(torch.ones(2, 3), Priors(), w)) - w.l2_expression * 3) < 1e-6
