@@ -26,7 +26,7 @@ def ensure_light_rig(collection: bpy.types.Collection, target: bpy.types.Object)
         return
     centre = target.matrix_world.translation
     for name, (azimuth, elevation, energy, size) in {
-        "Key": (-40.0, 30.0, 60.0, 0.6), "Fill": (45.0, 10.0, 25.0, 1.0), "Rim": (170.0, 40.0, 40.0, 0.5),
+        "Key": (-40.0, 30.0, 20.0, 0.6), "Fill": (45.0, 10.0, 7.0, 1.0), "Rim": (170.0, 40.0, 15.0, 0.5),
     }.items():
         light = bpy.data.lights.new(f"DPHM {name}", "AREA")
         light.energy, light.size = energy, size
