@@ -16,13 +16,7 @@ from dphm.model.head import HeadModel
 from dphm.train.config import tiny
 from dphm.train.priors import PriorTrainConfig, train_prior
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks train several times faster on one thread than on two busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 CENTRE = torch.tensor([0.0, -0.025, -0.05])  # middle of the default box

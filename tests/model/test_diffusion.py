@@ -10,13 +10,7 @@ from dphm.model.diffusion import (DenoiserConfig, DiffusionPrior, GaussianDiffus
                                   UNet1DDenoiser, cosine_alphas_cumprod, load_priors)
 from dphm.train.priors import PriorTrainConfig, train_model_priors, train_prior
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks train several times faster on one thread than on two busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 DIM, RANK = 32, 3

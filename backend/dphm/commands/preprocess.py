@@ -20,32 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from . import add_recording_arguments, parse_frames
 
 HELP = "depth recording → per-frame head point clouds"
 log = logging.getLogger(__name__)
 
 
-def parse_frames(text: str | None) -> tuple[int, int | None]:
-    """``"A:B"`` / ``"A:"`` / ``":B"`` / ``"A"`` → (start, stop) like a Python slice."""
-    if not text:
-        return 0, None
-    parts = text.split(":")
-    try:
-        if len(parts) == 1:
-            start = int(parts[0])
-            return start, start + 1
-        if len(parts) == 2:
-            return (int(parts[0]) if parts[0] else 0), (int(parts[1]) if parts[1] else None)
-    except ValueError:
-        pass
-    raise ConfigError(f"--frames expects A:B (frame numbers), got {text!r}")
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recording", type=Path, help="depth recording (Kinect .mkv, folder, ...)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--frames", default=None, metavar="A:B", help="frame range (slice, end exclusive)")
-    parser.add_argument("--stride", type=int, default=1, metavar="K", help="use every K-th frame")
+    add_recording_arguments(parser, "output folder")
     parser.add_argument("--ply", action="store_true", help="also write NNNNN.ply point clouds")
     parser.add_argument("--z-min", type=float, default=None, help="nearest depth kept (m)")
     parser.add_argument("--z-max", type=float, default=None, help="farthest depth kept (m)")

@@ -12,15 +12,13 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import ConfigError
+from . import add_recording_arguments
 
 HELP = "track a head in a depth recording → animated meshes"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recording", type=Path, help="depth recording (Kinect .mkv, DPHM folder, ...)")
-    parser.add_argument("--out", type=Path, required=True, help="result folder (replaced atomically)")
-    parser.add_argument("--frames", default=None, metavar="A:B", help="frame range (slice, end exclusive)")
-    parser.add_argument("--stride", type=int, default=1, metavar="K", help="use every K-th frame")
+    add_recording_arguments(parser, "result folder (replaced atomically)")
     parser.add_argument("--preset", default="fast", help="fast | quality | tiny (default: fast)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     parser.add_argument("--resolution", type=int, default=None, help="canonical marching-cubes resolution")
@@ -38,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..fit.config import preset
     from ..fit.tracker import track
     from ..progress import Reporter
-    from .preprocess import parse_frames
+    from . import parse_frames
 
     if args.resume and args.restart:
         raise ConfigError("--resume and --restart exclude each other")
