@@ -10,10 +10,10 @@ to stay near 2 s/frame on a 2-core CPU.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..configs import dataclass_from_dict
 from ..errors import ConfigError
 
 
@@ -113,22 +113,7 @@ class TrackConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrackConfig":
-        return _from_dict(cls, d)
-
-
-def _from_dict(cls, d: dict[str, Any]):
-    kwargs = {}
-    hints = {f.name: f for f in dataclasses.fields(cls)}
-    for name, v in d.items():
-        if name not in hints:
-            continue
-        default = getattr(cls(), name) if name in hints else None
-        if dataclasses.is_dataclass(default) and isinstance(v, dict):
-            v = _from_dict(type(default), v)
-        elif isinstance(v, list):
-            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-        kwargs[name] = v
-    return cls(**kwargs)
+        return dataclass_from_dict(cls, d)
 
 
 def quality() -> TrackConfig:

@@ -29,6 +29,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import ModelError
+from .files import load_torch_file
 
 CHECKPOINT_FORMAT = "dphm-diffusion-prior-v1"
 
@@ -405,13 +406,7 @@ class DiffusionPrior(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "DiffusionPrior":
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError("diffusion prior weights not found", path)
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as err:  # corrupt / truncated / not a torch file
-            raise ModelError(f"cannot read diffusion prior: {err}", path) from err
+        state = load_torch_file(path, "diffusion prior weights", map_location)
         return cls.from_state(state, str(path))
 
 

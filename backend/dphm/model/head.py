@@ -28,6 +28,7 @@ from torch import nn
 from ..atomic import atomic_path
 from ..errors import ModelError
 from .deformation import DeformationConfig, DeformationField
+from .files import load_torch_file
 from .identity import IdentityConfig, IdentityField
 
 MODEL_FORMAT = "dphm-head-model-v1"
@@ -165,12 +166,7 @@ class HeadModel(nn.Module):
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "HeadModel":
         """Load a shipped model file or a training checkpoint; returns an eval-mode fp32 model."""
         path = Path(path)
-        if not path.exists():
-            raise ModelError("head model file not found", path)
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise ModelError(f"cannot read head model ({err})", path) from err
+        d = load_torch_file(path, "head model file", weights_only=False)
         if isinstance(d, dict) and "model" in d and isinstance(d["model"], dict):
             d = d["model"]
         if not isinstance(d, dict):

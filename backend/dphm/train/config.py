@@ -12,10 +12,10 @@ and ``outside`` (far points outside the head's bounding box have SDF ≥ their b
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..configs import dataclass_from_dict
 from ..data.samples import IctDataConfig, SampleConfig
 from ..errors import ConfigError
 from ..model.deformation import DeformationConfig
@@ -78,27 +78,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return _from_dict(cls, d)
-
-
-def _from_dict(cls, d: dict[str, Any]):
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in d:
-            continue
-        v = d[f.name]
-        ftype = f.type if not isinstance(f.type, str) else _TYPES.get(f.type)
-        if dataclasses.is_dataclass(ftype) and isinstance(v, dict):
-            v = _from_dict(ftype, v)
-        elif isinstance(v, list):
-            v = tuple(v)
-        kwargs[f.name] = v
-    return cls(**kwargs)
-
-
-_TYPES = {"ModelConfig": ModelConfig, "IdentityConfig": IdentityConfig, "DeformationConfig": DeformationConfig,
-          "IctDataConfig": IctDataConfig, "SampleConfig": SampleConfig, "LossWeights": LossWeights,
-          "OptimConfig": OptimConfig}
+        return dataclass_from_dict(cls, d)
 
 
 def tiny() -> TrainConfig:
