@@ -57,9 +57,4 @@ class DPHM_PT_main(bpy.types.Panel):
             layout.label(text=job.backend_status)
 
 
-def register() -> None:
-    bpy.utils.register_class(DPHM_PT_main)
-
-
-def unregister() -> None:
-    bpy.utils.unregister_class(DPHM_PT_main)
+register, unregister = bpy.utils.register_classes_factory((DPHM_PT_main,))

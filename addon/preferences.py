@@ -49,9 +49,4 @@ def get(context: bpy.types.Context | None = None) -> DPHM_AddonPreferences:
     return (context or bpy.context).preferences.addons[__package__].preferences
 
 
-def register() -> None:
-    bpy.utils.register_class(DPHM_AddonPreferences)
-
-
-def unregister() -> None:
-    bpy.utils.unregister_class(DPHM_AddonPreferences)
+register, unregister = bpy.utils.register_classes_factory((DPHM_AddonPreferences,))

@@ -31,9 +31,4 @@ class DPHM_OT_check_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def register() -> None:
-    bpy.utils.register_class(DPHM_OT_check_backend)
-
-
-def unregister() -> None:
-    bpy.utils.unregister_class(DPHM_OT_check_backend)
+register, unregister = bpy.utils.register_classes_factory((DPHM_OT_check_backend,))

@@ -92,9 +92,4 @@ class DPHM_OT_cancel_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def register() -> None:
-    bpy.utils.register_class(DPHM_OT_cancel_job)
-
-
-def unregister() -> None:
-    bpy.utils.unregister_class(DPHM_OT_cancel_job)
+register, unregister = bpy.utils.register_classes_factory((DPHM_OT_cancel_job,))

@@ -32,9 +32,4 @@ class DPHM_OT_preview_render(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def register() -> None:
-    bpy.utils.register_class(DPHM_OT_preview_render)
-
-
-def unregister() -> None:
-    bpy.utils.unregister_class(DPHM_OT_preview_render)
+register, unregister = bpy.utils.register_classes_factory((DPHM_OT_preview_render,))

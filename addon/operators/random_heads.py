@@ -92,9 +92,4 @@ class DPHM_OT_random_heads(bpy.types.Operator, BackendJobOperator):
         return self.start_job(context, "sample", fields, f"Random heads (seed {self.seed})", on_result)
 
 
-def register() -> None:
-    bpy.utils.register_class(DPHM_OT_random_heads)
-
-
-def unregister() -> None:
-    bpy.utils.unregister_class(DPHM_OT_random_heads)
+register, unregister = bpy.utils.register_classes_factory((DPHM_OT_random_heads,))

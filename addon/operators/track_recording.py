@@ -92,9 +92,4 @@ class DPHM_OT_track_recording(bpy.types.Operator, ImportHelper, BackendJobOperat
         return self.start_job(context, "track", fields, f"Track {recording.name}", on_result)
 
 
-def register() -> None:
-    bpy.utils.register_class(DPHM_OT_track_recording)
-
-
-def unregister() -> None:
-    bpy.utils.unregister_class(DPHM_OT_track_recording)
+register, unregister = bpy.utils.register_classes_factory((DPHM_OT_track_recording,))

@@ -14,6 +14,17 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
+class DictConfig:
+    """Mixin for config dataclasses: ``to_dict`` for JSON/checkpoints, ``from_dict`` to rebuild."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+        return dataclass_from_dict(cls, d)
+
+
 def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a (nested) config dataclass from :func:`dataclasses.asdict` output.
 

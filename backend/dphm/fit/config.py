@@ -10,10 +10,9 @@ to stay near 2 s/frame on a 2-core CPU.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
-from ..configs import dataclass_from_dict
+from ..configs import DictConfig
 from ..errors import ConfigError
 
 
@@ -94,7 +93,7 @@ class MeshPhase:
 
 
 @dataclass
-class TrackConfig:
+class TrackConfig(DictConfig):
     name: str = "quality"
     losses: LossWeights = field(default_factory=LossWeights)
     identity: IdentityPhase = field(default_factory=IdentityPhase)
@@ -107,13 +106,6 @@ class TrackConfig:
     # l2 fallback is cheap and always evaluated)
     threads: int = 0  # torch CPU threads (0 = torch's default)
     seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrackConfig":
-        return dataclass_from_dict(cls, d)
 
 
 def quality() -> TrackConfig:

@@ -12,10 +12,9 @@ and ``outside`` (far points outside the head's bounding box have SDF ≥ their b
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
-from ..configs import dataclass_from_dict
+from ..configs import DictConfig
 from ..data.samples import IctDataConfig, SampleConfig
 from ..errors import ConfigError
 from ..model.deformation import DeformationConfig
@@ -57,7 +56,7 @@ class OptimConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     name: str = "default"
     dataset: str = "ict"  # "ict" (synthetic ICT-FaceKit, ``data``) or "nphm" (``dataset_path`` folder)
     dataset_path: str = ""  # NPHM-layout folder <subject>/<expression>/registration.ply
@@ -72,13 +71,6 @@ class TrainConfig:
     checkpoint_every_s: float = 180.0
     log_every: int = 25
     seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return dataclass_from_dict(cls, d)
 
 
 def tiny() -> TrainConfig:
