@@ -94,6 +94,20 @@ def test_regulariser_grads_reach_codes_not_weights(prior):
     assert all(p.grad is None and not p.requires_grad for p in prior.parameters())
 
 
+def test_regulariser_is_in_raw_code_units(prior):
+    """A codebook k× larger (same denoiser) gives k² the regulariser: like an ℓ2 penalty, so one
+    weight means the same for priors over codes of any scale or dimension."""
+    k = 7.0
+    scaled = DiffusionPrior(prior.code_mean * k, prior.code_std * k, prior.clip, prior.denoiser_config,
+                            prior.diffusion.timesteps, "scaled")
+    scaled.diffusion.denoiser.load_state_dict(prior.diffusion.denoiser.state_dict())
+    codes = _codebook(8, seed=5)
+    a = prior.regulariser(codes, generator=torch.Generator().manual_seed(3))
+    b = scaled.regulariser(codes * k, generator=torch.Generator().manual_seed(3))
+    assert float(b) == pytest.approx(k * k * float(a), rel=1e-4)
+    assert prior.regulariser_scale == pytest.approx(float(DIM * prior.code_std.pow(2).mean()))
+
+
 def test_regulariser_prefers_in_distribution_codes_and_pulls_codes_back(prior):
     g = torch.Generator().manual_seed(0)
     good = _codebook(64, seed=21)
@@ -114,7 +128,9 @@ def test_regulariser_prefers_in_distribution_codes_and_pulls_codes_back(prior):
 def test_save_load_round_trip(prior, tmp_path):
     prior.save(tmp_path / "p.pt")
     again = DiffusionPrior.load(tmp_path / "p.pt")
-    assert (again.code_min, again.code_max) == (prior.code_min, prior.code_max)
+    torch.testing.assert_close(again.code_mean, prior.code_mean)
+    torch.testing.assert_close(again.code_std, prior.code_std)
+    assert again.clip == prior.clip
     torch.testing.assert_close(again.sample(4, steps=10, seed=1), prior.sample(4, steps=10, seed=1))
 
 
@@ -127,7 +143,7 @@ def test_bad_inputs_raise_model_errors(prior, tmp_path):
     with pytest.raises(ModelError, match="shape"):
         prior.regulariser(torch.zeros(2, DIM + 1))
     with pytest.raises(ModelError, match="unknown denoiser"):
-        DiffusionPrior(4, 0.0, 1.0, DenoiserConfig("transformer"))
+        DiffusionPrior(torch.zeros(4), torch.ones(4), 3.0, DenoiserConfig("transformer"))
 
 
 def test_train_model_priors_writes_loadable_pair(tmp_path):
@@ -142,4 +158,4 @@ def test_train_model_priors_writes_loadable_pair(tmp_path):
     assert (tmp_path / "half.pt").stat().st_size < 0.6 * (tmp_path / "prior_expression.pt").stat().st_size
     half = type(ex_p).load(tmp_path / "half.pt")
     torch.testing.assert_close(half.sample(2, steps=5, seed=0), ex_p.sample(2, steps=5, seed=0),
-                               atol=2e-2 * float(ex_p.code_max - ex_p.code_min), rtol=0)
+                               atol=2e-2 * float(ex_p.code_std.max()), rtol=0)

@@ -7,7 +7,7 @@ variant (ℓ2 regularisers / samples from a Gaussian fitted to the training code
 - (b) held-out expressions with the identity known (expression code only);
 - random identities: share of samples that are one closed component without floating blobs,
   diversity as the mean pairwise Chamfer-L1 between samples, and the Chamfer-L1 to the nearest
-  training head (approximated by meshing the 4 training codes closest in code space).
+  training head (approximated by meshing the ``--nearest`` training codes closest in code space).
 
 Metrics are recipe §7.1 (bidirectional CD-L1/L2, normal consistency, F@1/5 mm) in millimetres for
 the full head and the face region. Everything runs on the CPU (smaller numbers with flags).
@@ -33,6 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=int, default=128, help="marching-cubes resolution")
     parser.add_argument("--steps", type=int, default=300, help="fitting steps per code")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--nearest", type=int, default=4,
+                        help="training codes (closest in code space) meshed per sample for the nearest-head distance")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
 
 
@@ -59,13 +61,13 @@ def sample_rows(model, priors, args) -> dict[str, dict]:
 
     from ..eval.metrics import mesh_to_mesh
     from ..meshing import MeshingConfig, extract_mesh
-    from ..train.evaluate import ICT_HEAD_BOX
 
     codebook = model.identity_codes.float()
     mean, cov = codebook.mean(0), torch.cov(codebook.T)
-    gaussian = torch.distributions.MultivariateNormal(mean, cov + 1e-8 * torch.eye(len(mean)))
-    cfg = MeshingConfig(resolution=args.resolution, box_min=ICT_HEAD_BOX[0], box_max=ICT_HEAD_BOX[1],
-                        largest_component=False)
+    gaussian = torch.distributions.MultivariateNormal(mean, cov + 1e-8 * torch.eye(len(mean), device=mean.device))
+    # The box of `dphm sample` (random identities with the jaw open fit inside; the fitting box of
+    # the held-out rows is tighter and clipped large samples open).
+    cfg = MeshingConfig(resolution=args.resolution, largest_component=False, device=args.device)
 
     def mesh_of(z: torch.Tensor) -> trimesh.Trimesh:
         def sdf_fn(pts):
@@ -84,17 +86,35 @@ def sample_rows(model, priors, args) -> dict[str, dict]:
         else:
             codes = gaussian.sample((args.samples,))
         meshes = [mesh_of(z) for z in codes]
-        components = [len(m.split(only_watertight=False)) for m in meshes]
+        parts = [shell_census(m) for m in meshes]
+        components = [p["components"] for p in parts]
         closed = [m.is_watertight and c == 1 for m, c in zip(meshes, components)]
         pairwise = [cd(meshes[i], meshes[j]) for i in range(len(meshes)) for j in range(i + 1, len(meshes))]
-        nearest = []
+        nearest, training_genus = [], []
         for z, m in zip(codes, meshes):
-            idx = torch.cdist(z[None], codebook)[0].topk(4, largest=False).indices
-            nearest.append(min(cd(m, mesh_of(codebook[k])) for k in idx))
+            idx = torch.cdist(z[None], codebook)[0].topk(args.nearest, largest=False).indices
+            train_meshes = [mesh_of(codebook[k]) for k in idx]
+            nearest.append(min(cd(m, t) for t in train_meshes))
+            training_genus.append(shell_census(train_meshes[0])["genus"])
         out[variant] = {"closed_single_component": float(np.mean(closed)), "components": components,
+                        "cavities": [p["cavities"] for p in parts], "floaters": [p["floaters"] for p in parts],
+                        "genus": [p["genus"] for p in parts], "nearest_training_genus": training_genus,
+                        "shipped_closed": float(np.mean([p["largest_closed"] for p in parts])),
                         "mean_pairwise_cd_l1_mm": float(np.mean(pairwise)),
                         "nearest_training_cd_l1_mm": float(np.mean(nearest))}
     return out
+
+
+def shell_census(mesh) -> dict:
+    """Components of a raw marching-cubes mesh: internal cavities (inward-facing shells, negative
+    volume), floaters (outward shells besides the largest), whether the largest component — what
+    ``dphm sample`` and the tracker keep — is closed, and its genus (0 = sphere-like)."""
+    shells = sorted(mesh.split(only_watertight=False), key=lambda m: len(m.faces), reverse=True)
+    volumes = [float(m.volume) if m.is_watertight else 0.0 for m in shells]
+    largest = shells[0] if shells else mesh
+    return {"components": len(shells), "cavities": sum(v < 0 for v in volumes[1:]),
+            "floaters": sum(v >= 0 for v in volumes[1:]), "largest_closed": bool(largest.is_watertight),
+            "genus": int(round((2 - largest.euler_number) / 2)) if largest.is_watertight else -1}
 
 
 def markdown(fits: dict, samples: dict) -> str:
@@ -108,11 +128,17 @@ def markdown(fits: dict, samples: dict) -> str:
                              f"{_mean(rows, region, 'chamfer_l2_mm2'):.3f} | "
                              f"{_mean(rows, region, 'normal_consistency'):.3f} | "
                              f"{_mean(rows, region, 'fscore@1mm'):.3f} | {_mean(rows, region, 'fscore@5mm'):.3f} |")
-    lines += ["", "| random identities | closed, one component | mean pairwise CD-L1 (mm) | nearest training head CD-L1 (mm) |",
-              "|---|---|---|---|"]
+    if not samples:
+        return "\n".join(lines)
+    lines += ["", "| random identities | raw: closed, one component (components) | cavities / floaters | "
+              "shipped (largest component): closed, genus | mean pairwise CD-L1 (mm) | nearest training head CD-L1 (mm) |",
+              "|---|---|---|---|---|---|"]
     for variant, s in samples.items():
         lines.append(f"| {variant} | {100 * s['closed_single_component']:.0f} % ({s['components']}) | "
+                     f"{sum(s['cavities'])} / {sum(s['floaters'])} | {100 * s['shipped_closed']:.0f} %, {s['genus']} | "
                      f"{s['mean_pairwise_cd_l1_mm']:.2f} | {s['nearest_training_cd_l1_mm']:.2f} |")
+    for variant, s in samples.items():
+        lines.append(f"\n{variant}: genus of the nearest training code's mesh {s['nearest_training_genus']}")
     return "\n".join(lines)
 
 
@@ -130,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     started = time.perf_counter()
     fits = fitting_rows(model, kit, priors, args)
+    print(markdown(fits, {}), flush=True)  # the fitting rows first: sampling takes long on a CPU
     samples = sample_rows(model, priors, args)
-    print(markdown(fits, samples))
+    print(markdown({}, samples).split("\n", 2)[2])
     print(f"\n{args.identities} held-out identities × {args.expressions} expressions, {args.steps} fitting steps, "
           f"marching cubes {args.resolution}³, {args.samples} samples per variant; {time.perf_counter() - started:.0f} s "
           f"on {args.device}")

@@ -22,8 +22,8 @@ class LossWeights:
 
     surface: float = 2.0  # truncated mean |SDF| at observed points
     normals: float = 0.05  # 1 − cos(∇SDF, observed outward normal)
-    prior_identity: float = 0.5  # diffusion regulariser on z_id (l2 fallback without priors)
-    prior_expression: float = 0.5  # diffusion regulariser on z_ex (l2 fallback without priors)
+    prior_identity: float = 8.0  # diffusion regulariser on z_id (raw-code units, DiffusionPrior.regulariser_scale; swept in docs/tracking-benchmark.md)
+    prior_expression: float = 40.0  # diffusion regulariser on z_ex (raw-code units; swept in docs/tracking-benchmark.md)
     l2_identity: float = 0.25  # fallback ‖z_id − z_mean‖² when no identity prior is shipped
     l2_expression: float = 0.05  # fallback ‖z_ex‖² per frame when no expression prior is shipped
     smooth_expression: float = 1.0  # ‖z_i − z_{i−1}‖²
@@ -101,6 +101,8 @@ class TrackConfig(DictConfig):
     refine: RefinePhase = field(default_factory=RefinePhase)
     mesh: MeshPhase = field(default_factory=MeshPhase)
     max_observed_points: int = 20000  # preprocessing point budget per frame
+    priors: bool = True  # diffusion priors when shipped; False = the l2 regularisers of LossWeights
+    # (the NPHM-style no-prior ablation of `dphm bench tracking`)
     prior_t_range: tuple[float, float] = (0.4, 0.6)  # diffusion regulariser noise levels (of T)
     prior_every: int = 1  # evaluate the diffusion regularisers every k-th step (a CPU saving; the
     # l2 fallback is cheap and always evaluated)
@@ -143,7 +145,18 @@ def tiny() -> TrackConfig:
         max_observed_points=3000)
 
 
-PRESETS = {"fast": fast, "quality": quality, "tiny": tiny}
+def reference() -> TrackConfig:
+    """The DPHM reference schedule (recipe §5.4) run in our code, for speed comparisons:
+    1 keyframe × 201 steps × 10 000 points, strictly sequential tracking with 20 steps × 10 000
+    points per frame, 30 epochs over all 2-frame windows × 5 000 points, normals and priors on
+    every step. DPHM then marches a dense 256³ grid per frame; the result format needs one
+    topology, so the tracker still meshes once and inverts, and ``dphm bench tracking`` measures
+    the dense per-frame marching cubes separately (docs/tracking-benchmark.md)."""
+    return TrackConfig(name="reference", identity=IdentityPhase(keyframes=1, steps=201, points=10000),
+                       track=TrackPhase(steps=20, chunk=1, points=10000))
+
+
+PRESETS = {"fast": fast, "quality": quality, "tiny": tiny, "reference": reference}
 
 
 def preset(name: str) -> TrackConfig:

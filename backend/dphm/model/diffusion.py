@@ -9,9 +9,9 @@ Three separate pieces:
 - **The process** (:class:`GaussianDiffusion`): cosine schedule (s = 0.008, β ≤ 0.999, T = 1000),
   v-prediction, MSE weighted by SNR/(SNR+1), DDIM sampler, and the mid-noise denoising loss used
   as a regulariser during tracking.
-- **The prior** (:class:`DiffusionPrior`): a process plus the scalar min/max that maps raw codes
-  (model units of the latent space) to [−1, 1]; sampling and the regulariser take and return
-  *raw* codes. Saved and loaded with :meth:`DiffusionPrior.save` / :meth:`DiffusionPrior.load`.
+- **The prior** (:class:`DiffusionPrior`): a process plus the per-dimension mean/std that
+  standardise raw codes (model units of the latent space); sampling and the regulariser take and
+  return *raw* codes. Saved and loaded with :meth:`DiffusionPrior.save` / :meth:`DiffusionPrior.load`.
 
 Training lives in :mod:`dphm.train.priors`.
 """
@@ -31,7 +31,7 @@ from ..atomic import atomic_path
 from ..errors import ModelError
 from .files import load_torch_file
 
-CHECKPOINT_FORMAT = "dphm-diffusion-prior-v1"
+CHECKPOINT_FORMAT = "dphm-diffusion-prior-v2"  # v2: per-dimension standardisation
 
 
 # ----------------------------------------------------------------------------- time embedding
@@ -237,7 +237,7 @@ def cosine_alphas_cumprod(timesteps: int = 1000, s: float = 0.008, max_beta: flo
 
 
 class GaussianDiffusion(nn.Module):
-    """v-prediction Gaussian diffusion over normalised codes in [−1, 1] (B×D)."""
+    """v-prediction Gaussian diffusion over standardised codes (B×D)."""
 
     def __init__(self, denoiser: nn.Module, timesteps: int = 1000):
         super().__init__()
@@ -269,7 +269,7 @@ class GaussianDiffusion(nn.Module):
 
     @torch.no_grad()
     def ddim_sample(self, noise: torch.Tensor, steps: int = 50, eta: float = 0.0,
-                    generator: torch.Generator | None = None, clip: bool = True) -> torch.Tensor:
+                    generator: torch.Generator | None = None, clip: float | None = 1.0) -> torch.Tensor:
         """DDIM from pure noise (B×D) to x0 in ``steps`` steps; ``eta`` = 0 is deterministic."""
         steps = max(1, min(int(steps), self.timesteps))
         times = torch.linspace(-1, self.timesteps - 1, steps + 1).round().long().flip(0).tolist()
@@ -279,8 +279,8 @@ class GaussianDiffusion(nn.Module):
             v = self.denoiser(x, t)
             a, s = self.sqrt_ab[t_now], self.sqrt_1mab[t_now]
             x0 = a * x - s * v
-            if clip:
-                x0 = x0.clamp(-1, 1)
+            if clip is not None:
+                x0 = x0.clamp(-clip, clip)
             eps = (x - a * x0) / s
             if t_next < 0:
                 x = x0
@@ -296,29 +296,44 @@ class GaussianDiffusion(nn.Module):
 
 # ----------------------------------------------------------------------------- prior
 class DiffusionPrior(nn.Module):
-    """A diffusion prior over raw codes: normalisation constants + :class:`GaussianDiffusion`.
+    """A diffusion prior over raw codes: per-dimension standardisation + :class:`GaussianDiffusion`.
 
-    ``code_min``/``code_max`` are single scalars of the training codebook; raw codes map linearly
-    to [−1, 1]. The denoiser weights are frozen (``requires_grad=False``) except while training.
+    Raw codes are standardised per dimension with the training codebook's mean and standard
+    deviation, so every dimension of the diffused signal has unit variance. (Auto-decoded codes
+    are tiny — std ≈ 0.007 — and a single min/max range left them at std ≈ 0.1 inside [−1, 1],
+    where the denoiser's small-t predictions failed and samples came out 5× too spread.)
+    DDIM clips predicted codes to ±``clip`` (the largest |standardised| training value).
+    The denoiser weights are frozen (``requires_grad=False``) except while training.
     """
 
-    def __init__(self, code_dim: int, code_min: float, code_max: float,
+    def __init__(self, code_mean: torch.Tensor, code_std: torch.Tensor, clip: float = 5.0,
                  denoiser: DenoiserConfig | None = None, timesteps: int = 1000, name: str = "prior"):
         super().__init__()
-        if not code_max > code_min:
-            raise ModelError(f"{name}: code range [{code_min}, {code_max}] is empty")
-        self.code_dim, self.name = int(code_dim), name
-        self.code_min, self.code_max = float(code_min), float(code_max)
+        code_mean = torch.as_tensor(code_mean, dtype=torch.float32).flatten()
+        code_std = torch.as_tensor(code_std, dtype=torch.float32).flatten()
+        if code_mean.shape != code_std.shape or not (code_std > 0).all() or not clip > 0:
+            raise ModelError(f"{name}: standardisation needs matching mean/std vectors with std > 0 and clip > 0")
+        self.code_dim, self.name, self.clip = int(code_mean.numel()), name, float(clip)
+        self.register_buffer("code_mean", code_mean)
+        self.register_buffer("code_std", code_std)
         self.denoiser_config = denoiser or DenoiserConfig()
         self.diffusion = GaussianDiffusion(self.denoiser_config.build(self.code_dim), timesteps)
         self.freeze()
 
+    @classmethod
+    def for_codebook(cls, codes: torch.Tensor, denoiser: DenoiserConfig | None = None, timesteps: int = 1000,
+                     name: str = "prior") -> "DiffusionPrior":
+        """An untrained prior whose standardisation fits ``codes`` (N×D)."""
+        mean, std = codes.mean(0), codes.std(0).clamp(min=1e-8)
+        clip = float(((codes - mean) / std).abs().max())
+        return cls(mean, std, clip, denoiser, timesteps, name)
+
     # -- normalisation -----------------------------------------------------
     def normalise(self, codes: torch.Tensor) -> torch.Tensor:
-        return (codes - self.code_min) / (self.code_max - self.code_min) * 2 - 1
+        return (codes - self.code_mean) / self.code_std
 
     def denormalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x + 1) / 2 * (self.code_max - self.code_min) + self.code_min
+        return x * self.code_std + self.code_mean
 
     def freeze(self) -> "DiffusionPrior":
         self.eval()
@@ -351,28 +366,41 @@ class DiffusionPrior(nn.Module):
         noise = torch.randn((n, self.code_dim), generator=generator).to(device)
         if eta > 0 and generator.device != device:
             generator = torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
-        x0 = self.diffusion.ddim_sample(noise, steps=steps, eta=eta, generator=generator)
+        x0 = self.diffusion.ddim_sample(noise, steps=steps, eta=eta, generator=generator, clip=self.clip)
         return self.denormalise(x0)
+
+    @property
+    def regulariser_scale(self) -> float:
+        """D · mean(std²): the codebook's expected ‖z − mean‖², which puts :meth:`regulariser` in
+        the raw-code units of an ℓ2 penalty, so one weight means the same for every prior.
+
+        (Standardisation multiplies the raw-code gradient by 1/std and the per-dimension mean
+        divides it by D; without this factor the 64-D expression prior pulled ~100× harder than
+        the 1344-D identity prior at equal weight, measured on codebook codes.)
+        """
+        return float(self.code_dim * self.code_std.pow(2).mean())
 
     def regulariser(self, codes: torch.Tensor, t_range: tuple[float, float] = (0.4, 0.6),
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """Mid-noise v-prediction loss of raw ``codes`` (B×D or D), differentiable w.r.t. the codes.
 
-        Draws t ~ U[t_range·T) and fresh noise per code, noises the normalised code and returns the
-        SNR/(SNR+1)-weighted MSE of the frozen denoiser's v-prediction, averaged over the batch.
-        Gradients flow through the denoiser into ``codes``; the weights stay frozen.
+        Draws t ~ U[t_range·T) and fresh noise per code, noises the standardised code and returns
+        the SNR/(SNR+1)-weighted MSE of the frozen denoiser's v-prediction, averaged over the
+        batch and scaled by :attr:`regulariser_scale`. Gradients flow through the denoiser into
+        ``codes``; the weights stay frozen.
         """
         codes = self._check(codes)
         x0 = self.normalise(codes)
         t = self.diffusion.random_t(x0.shape[0], t_range, device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        return self.diffusion.loss(x0, t, noise).mean()
+        return self.diffusion.loss(x0, t, noise).mean() * self.regulariser_scale
 
     # -- persistence -------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT, "name": self.name, "code_dim": self.code_dim,
-            "code_min": self.code_min, "code_max": self.code_max, "timesteps": self.diffusion.timesteps,
+            "code_mean": self.code_mean.detach().cpu(), "code_std": self.code_std.detach().cpu(), "clip": self.clip,
+            "timesteps": self.diffusion.timesteps,
             "denoiser": asdict(self.denoiser_config),
             "weights": {k: v.detach().cpu() for k, v in self.diffusion.denoiser.state_dict().items()},
         }
@@ -396,7 +424,7 @@ class DiffusionPrior(nn.Module):
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ModelError(f"not a dphm diffusion prior (format {state.get('format') if isinstance(state, dict) else None!r})", source)
         try:
-            prior = cls(state["code_dim"], state["code_min"], state["code_max"],
+            prior = cls(state["code_mean"].float(), state["code_std"].float(), state["clip"],
                         DenoiserConfig(**state["denoiser"]), state["timesteps"], state.get("name", "prior"))
             prior.diffusion.denoiser.load_state_dict({k: v.float() if v.is_floating_point() else v
                                                       for k, v in state["weights"].items()})
@@ -407,7 +435,7 @@ class DiffusionPrior(nn.Module):
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "DiffusionPrior":
         state = load_torch_file(path, "diffusion prior weights", map_location)
-        return cls.from_state(state, str(path))
+        return cls.from_state(state, str(path)).to(map_location)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -88,7 +88,7 @@ def _fit(model: HeadModel, points: torch.Tensor, code: torch.Tensor, loss_fn, st
 
 def fit_identity(model: HeadModel, points: torch.Tensor, steps: int = 400, lr: float = 0.01,
                  batch_points: int = 2500, reg_global: float = 0.05, reg_local: float = 0.01,
-                 symmetry: float = 1.0, seed: int = 0, prior=None, prior_weight: float = 0.5) -> torch.Tensor:
+                 symmetry: float = 1.0, seed: int = 0, prior=None, prior_weight: float = 0.2) -> torch.Tensor:
     """Identity code (1, D_id) of a neutral head from surface points (N,3), canonical units.
 
     Starts from the mean training code; minimises mean |SDF| with z_ex = None (neutral) plus
@@ -114,7 +114,7 @@ def fit_identity(model: HeadModel, points: torch.Tensor, steps: int = 400, lr: f
 
 def fit_expression(model: HeadModel, points: torch.Tensor, z_id: torch.Tensor, steps: int = 300,
                    lr: float = 0.01, batch_points: int = 2500, reg: float = 0.01, seed: int = 0,
-                   prior=None, prior_weight: float = 0.5) -> torch.Tensor:
+                   prior=None, prior_weight: float = 0.04) -> torch.Tensor:
     """Expression code (1, D_ex) of a posed head from surface points (N,3) with z_id known (1, D_id).
 
     Regulariser: ``reg``·‖z_ex‖², or with ``prior`` the diffusion regulariser (``prior_weight``).

@@ -102,10 +102,9 @@ def train_prior(codebook: torch.Tensor | np.ndarray, config: PriorTrainConfig | 
     codes = _as_codebook(codebook)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
-    lo, hi = float(codes.min()), float(codes.max())
-    if hi - lo < 1e-12:
+    if float(codes.max() - codes.min()) < 1e-12:
         raise ConfigError("prior training codebook is constant")
-    prior = DiffusionPrior(codes.shape[1], lo, hi, cfg.denoiser, cfg.timesteps, name).to(device)
+    prior = DiffusionPrior.for_codebook(codes, cfg.denoiser, cfg.timesteps, name).to(device)
     model = prior.diffusion
     for p in model.parameters():
         p.requires_grad_(True)

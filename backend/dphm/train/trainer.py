@@ -110,7 +110,7 @@ class Trainer:
     def meta(self) -> dict[str, Any]:
         return {"config_name": self.cfg.name, "step": self.step, "elapsed_s": round(self.elapsed_s, 1),
                 "dataset": self.cfg.dataset, "n_identities": self.data.n_id_rows,
-                "n_expressions": self.data.n_ex_rows}
+                "n_expressions": self.data.n_ex_rows, "data": self.cfg.to_dict()["data"]}
 
     def state_dict(self) -> dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(),
