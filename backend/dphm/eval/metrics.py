@@ -16,7 +16,7 @@ use 1000 for metres).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,14 +105,19 @@ def point_set_metrics(pred: np.ndarray, pred_n: np.ndarray, gt: np.ndarray, gt_n
 
 def mesh_to_mesh(pred, gt, n_points: int = 250_000, seed: int = 0, mm_per_unit: float = MM_PER_UNIT,
                  taus_mm: Sequence[float] = DEFAULT_TAUS_MM, region_points: np.ndarray | None = None,
-                 region_radius: float = 0.04) -> MeshMetrics:
+                 region_radius: float = 0.04, keep: Callable[[np.ndarray], np.ndarray] | None = None) -> MeshMetrics:
     """Recipe §7.1 metrics between a predicted and a ground-truth mesh (same units).
 
     ``region_points`` (M×3, mesh units) with ``region_radius`` (mesh units; 0.04 canonical units
     = 1 cm) gives the face-region variant: only samples within the radius of a region point count.
+    ``keep``: optional callable (N,3) samples → (N,) bool applied to both sample sets first (e.g.
+    NPHM's cut below the throat plane).
     """
     pp, pn = sample_surface(pred, n_points, seed)
     gp, gn = sample_surface(gt, n_points, seed)
+    if keep is not None:
+        pm, gm = keep(pp), keep(gp)
+        pp, pn, gp, gn = pp[pm], pn[pm], gp[gm], gn[gm]
     pp, pn = _restrict(pp, pn, region_points, region_radius)
     gp, gn = _restrict(gp, gn, region_points, region_radius)
     return point_set_metrics(pp, pn, gp, gn, mm_per_unit, taus_mm)

@@ -1,0 +1,103 @@
+"""``dphm bench tracking`` bookkeeping (plan, summaries, goals) and the JSON → report generator."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dphm.bench.tracking import ROWS, Settings, assemble, goals, mean_metrics, plan, quick_settings
+
+REPORT = Path(__file__).resolve().parents[2] / "benchmarks" / "tracking_report.py"
+
+
+def test_plan_deduplicates_runs_and_puts_the_goal_settings_first():
+    s = Settings(sequences=2, frames=30, sweep_frames=30)  # sweep sequences = fidelity sequence 0
+    runs, layout = plan(s, {"fidelity", "sweeps"}, nominal_budget=8000)
+    keys = [r.key for r in runs]
+    assert len(keys) == len(set(keys))
+    # Every sweep holds its nominal value; the nominal sweep points reuse the fidelity runs.
+    assert [p["value"] for p in layout["sweeps"]["points"]] == [500, 1000, 2000, 5000, 8000, 10000, 20000]
+    assert [p["value"] for p in layout["sweeps"]["distance"]] == [0.4, 0.55, 0.7, 0.85, 1.0]
+    nominal = next(p for p in layout["sweeps"]["noise"] if p["value"] == 1.0)
+    assert nominal["runs"][0] == layout["fidelity"][0]
+    # 2 fidelity settings + 3 noise + 6 budgets + 4 distances, three rows each.
+    assert len(runs) == 3 * (2 + 3 + 6 + 4)
+    order = [r.key for r in runs if r.row == "ours"]
+    assert "-n3-" in order[2] and order[3].endswith("-p500-ours")  # noisiest, then sparsest
+    assert all(r.eval_frames() == list(range(0, 30, 3)) for r in runs)
+
+
+def _fake_metrics(scale: float) -> dict:
+    bid = {"chamfer_l1_mm": scale, "chamfer_l2_mm2": scale ** 2, "normal_consistency": 0.95,
+           "fscore@1mm": 0.5 / scale, "fscore@5mm": 0.9, "accuracy_mm": scale, "completeness_mm": scale,
+           "n_pred": 100, "n_gt": 100}
+    depth = {"chamfer_l1_mm": 1.5 * scale, "chamfer_l2_mm": scale, "normal_cosine": 0.97, "recall@1mm": 0.4,
+             "recall@2.5mm": 0.8, "recall@5mm": 0.95, "recall@10mm": 1.0, "n_points": 50, "icp_scale": 1.0,
+             "icp_translation_mm": 0.5}
+    return {"face": bid, "full": {**bid, "chamfer_l1_mm": 2 * scale}, "depth": depth,
+            "depth_raw": {**depth, "chamfer_l2_mm": 1.2 * scale}}
+
+
+@pytest.fixture(scope="module")
+def fake_result(tmp_path_factory) -> Path:
+    """A benchmark output folder shaped like a real one: assembled from fake per-run metrics."""
+    s = quick_settings("cpu")
+    runs, layout = plan(s, {"fidelity", "sweeps"}, nominal_budget=3000)
+    scale = {"ours": 0.7, "no_prior": 1.0, "3dmm": 1.5}
+    results = {}
+    for r in runs:
+        per_frame = [{"frame": i, **_fake_metrics(scale[r.row] * (1 + 0.1 * i))} for i in r.eval_frames()]
+        results[r.key] = {"per_frame": per_frame, "summary": mean_metrics(per_frame), "timings_s": {}}
+    result = {"format": "dphm-bench-tracking-v1", "created": "2030-01-01T00:00:00", "quick": True,
+              "device": {"requested": "cpu", "gpu": None, "cpu_count": 2, "load_average": [1.0, 1.0, 1.0]},
+              "versions": {"dphm": "0", "torch": "0"}, "model": {"path": "head_model.pt", "bytes": 1},
+              "settings": {"preset": "tiny", "sequences": 1, "frames": 4, "eval_every": 2, "mode": "nfov_unbinned"},
+              **assemble(layout, results, {"simulate_s": 1.0})}
+    result["goals"] = goals(result)
+    phases = {"read": 1.0, "identity": 2.0, "track": 3.0, "refine": 1.0, "mesh_canonical": 2.0, "mesh": 1.0}
+    run = {"frames": 2, "phases_s": phases, "fps": {k: 2 / v for k, v in phases.items()}, "total_s": 10.0,
+           "end_to_end_fps": 0.2, "wall_s": 12.0, "peak_rss_mb": 900.0, "threads": 2, "scaled": {},
+           "canonical_mesh": {"seconds": 2.0, "resolution": 41, "fraction_evaluated": 0.2, "vertices": 5000}}
+    ref = {**run, "total_s": 100.0, "end_to_end_fps": 0.02, "scaled": {"identity": 40.2},
+           "dense_mesh": {"seconds_measured": 1.0, "resolution": 32, "frames_measured": 1, "scale_to_256": 512.0,
+                          "seconds_per_frame": 512.0, "extrapolated": True}}
+    result["speed"] = {"devices": {"cpu": {"ours": run, "reference": ref, "ratio": 10.0}}}
+    out = tmp_path_factory.mktemp("bench")
+    (out / "tracking.json").write_text(json.dumps(result))
+    err = np.full((20, 16), np.nan, np.float16)
+    err[4:16, 3:13] = 2.0
+    shade = np.where(np.isfinite(err), 0.8, 0.0).astype(np.float16)
+    np.savez(out / "renders.npz", **{f"{row}|0|{k}": a for row in ROWS
+                                     for k, a in (("error_mm", err), ("shade", shade), ("gt_shade", shade))})
+    return out
+
+
+def test_summaries_and_goals(fake_result):
+    result = json.loads((fake_result / "tracking.json").read_text())
+    fid = result["fidelity"]["summary"]
+    assert fid["ours"]["face"]["chamfer_l1_mm"] == pytest.approx(0.7 * 1.1)  # frames 0 and 2: × 1.0, 1.2
+    g = result["goals"]
+    assert g["face_cd_l1_nominal"]["met"] is True  # 0.77 mm ≤ 0.8 mm
+    assert g["prior_gain_noise"]["value"] == pytest.approx(0.3) and g["prior_gain_noise"]["setting"] == 3.0
+    assert g["prior_gain_points"]["setting"] == 500 and g["prior_gain_points"]["met"] is True
+
+
+def test_report_generator_writes_tables_and_plots(fake_result, tmp_path):
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location("tracking_report", REPORT)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    assert report.main([str(fake_result), "--docs", str(tmp_path), "--label", "fake test"]) == 0
+    text = (tmp_path / "tracking-benchmark.md").read_text()
+    for heading in ("## Goals", "## Fidelity at the nominal settings", "## Sweeps", "## Speed"):
+        assert heading in text
+    assert "These are fake test numbers" in text and "every number here was measured on a CPU" in text
+    assert "| DPHM priors (ours) | 0.770 |" in text
+    assert "**10.0×**" in text and "extrapolated" in text
+    for png in ("tracking-sweeps-face.png", "tracking-sweeps-full.png", "tracking-per-frame.png", "tracking-errors.png"):
+        assert (tmp_path / "images" / png).stat().st_size > 1000
+        assert f"images/{png}" in text
