@@ -6,8 +6,8 @@ Usage: ``python build.py [--out-dir dist] [--blender PATH]``
 The zip is built and validated with Blender's own extension tool (``blender_ext.py``). That
 script ships inside the ``bpy`` wheel and runs with plain Python 3.11, so no Blender binary is
 needed; ``--blender`` (or ``$BLENDER_EXECUTABLE``) uses ``blender --command extension`` instead.
-Only what the extension needs goes in: the manifest, the ``addon/`` package, the protocol module
-it shares with the backend (``SHARED_FILES``: one source file, copied in at build time), the
+Only what the extension needs goes in: the manifest, the ``addon/`` package, the modules it
+shares with the backend (``SHARED_FILES``: the protocol and the Live Link CSV layout, copied in at build time), the
 licence and third-party notices. The build also checks that the Blender side never imports torch.
 """
 
@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parent
 ADDON = ROOT / "addon"
 MANIFEST = ROOT / "blender_manifest.toml"
 EXTRA_FILES = ["LICENSE", "THIRD_PARTY_NOTICES.md"]
-# Files the add-on shares with the backend, kept once in the repository (standard library only):
+# Files the add-on shares with the backend, kept once in the repository (standard library + numpy only):
 # repository path → path inside the extension.
-SHARED_FILES = {"backend/dphm/server/protocol.py": "client/protocol.py"}
+SHARED_FILES = {"backend/dphm/server/protocol.py": "client/protocol.py",
+                "backend/dphm/retarget/livelink.py": "io/livelink.py"}
 FORBIDDEN_IMPORTS = {"torch", "dphm", "trimesh", "mcubes", "skimage", "av"}
 
 

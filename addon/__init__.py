@@ -20,8 +20,11 @@ _MODULE_NAMES = (
     "operators.backend_job",
     "operators.track_recording",
     "operators.random_heads",
+    "operators.batch_render",
+    "operators.apply_to_rig",
     "client.jobs",
     "panel",
+    "cli",
 )
 _modules: list = []
 

@@ -33,3 +33,17 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"shared data not found at {SHARED}: set DPHM_SHARED")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tracked_demo(tmp_path_factory) -> Path:
+    """The bundled demo recording's first 2 frames tracked with the ``tiny`` preset and the shipped
+    model (a result folder with ARKit curves; shared by the retarget and Blender tests)."""
+    from dphm.fit.config import tiny
+    from dphm.fit.tracker import track
+
+    config = tiny()
+    config.priors = False  # l2 regularisers: faster, and independent of the prior files
+    out = tmp_path_factory.mktemp("tracked") / "demo"
+    track(REPO / "backend" / "dphm" / "assets" / "demo", out, config, start=0, stop=2)
+    return out

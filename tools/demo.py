@@ -33,8 +33,9 @@ def run_backend(args: list[str]) -> None:
         sys.exit(f"demo: 'dphm {args[0]}' failed (see above)")
 
 
-def blender_import_and_render(result: Path, out: Path, frame: int | None = None) -> tuple[Path, Path]:
-    """Install the extension into a private Blender user folder, import ``result``, render, save."""
+def install_extension(out: Path):
+    """Build the extension zip and install it, as a user does, into a private Blender user folder
+    under ``out``; return ``bpy`` with an empty scene."""
     os.environ["BLENDER_USER_RESOURCES"] = str(out / ".blender-user")
     shutil.rmtree(out / ".blender-user", ignore_errors=True)
     sys.path.insert(0, str(ROOT))
@@ -46,6 +47,12 @@ def blender_import_and_render(result: Path, out: Path, frame: int | None = None)
     bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
                                              enable_on_install=True)
     bpy.ops.wm.read_homefile(use_empty=True)
+    return bpy
+
+
+def blender_import_and_render(result: Path, out: Path, frame: int | None = None) -> tuple[Path, Path]:
+    """Install the extension into a private Blender user folder, import ``result``, render, save."""
+    bpy = install_extension(out)
     started = time.perf_counter()
     bpy.ops.dphm.import_result(filepath=str(result / "frames.npz"))
     print(f"blender: imported {result} in {time.perf_counter() - started:.2f} s", flush=True)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..io.result import TrackingResult
 from . import camera, points, shape_keys, space
+from .lookdev import head_material
 
 
 @dataclass
@@ -29,25 +30,11 @@ def set_scene_timing(scene: bpy.types.Scene, fps: float, num_frames: int, frame_
     scene.frame_end = frame_start + num_frames - 1
 
 
-def head_material() -> bpy.types.Material:
-    """A neutral clay material (shared by all imports)."""
-    mat = bpy.data.materials.get("DPHM Clay")
-    if mat is None:
-        mat = bpy.data.materials.new("DPHM Clay")
-        mat.diffuse_color = (0.78, 0.66, 0.6, 1.0)
-        if mat.node_tree is None:  # Blender < 5.0 creates materials without nodes
-            mat.use_nodes = True
-        bsdf = mat.node_tree.nodes.get("Principled BSDF")
-        if bsdf is not None:
-            bsdf.inputs["Base Color"].default_value = (0.78, 0.66, 0.6, 1.0)
-            bsdf.inputs["Roughness"].default_value = 0.55
-    return mat
-
-
 def import_result(context: bpy.types.Context, result: TrackingResult, frame_start: int = 1,
-                  add_camera: bool = True, progress=None) -> ImportedResult:
-    """Build the animated head (shape keys), the sensor camera and the scene timing."""
-    scene = context.scene
+                  add_camera: bool = True, progress=None, scene: bpy.types.Scene | None = None) -> ImportedResult:
+    """Build the animated head (shape keys), the sensor camera and the timing of ``scene``
+    (default: the context's scene)."""
+    scene = scene or context.scene
     collection = bpy.data.collections.new(result.name)
     scene.collection.children.link(collection)
     origin = space.head_origin(result.vertices)
@@ -59,6 +46,7 @@ def import_result(context: bpy.types.Context, result: TrackingResult, frame_star
         points.display_as_points(head)
     head["dphm_result"] = str(result.path) if result.path else ""
     head["dphm_origin_world"] = [float(c) for c in origin]
+    head["dphm_frame_start"] = frame_start  # scene frame of result frame 0
     cam = None
     if add_camera and result.intrinsics:
         cam = camera.add_sensor_camera(f"{result.name} sensor", result.intrinsics, -origin, collection)

@@ -1,63 +1,79 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Preview renders of an imported head: a light rig and Cycles-on-CPU settings."""
+"""Render settings (Cycles on the CPU by default, EEVEE or Workbench optional) and still renders."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 
+from . import lookdev
+
+# Engine names users type → the identifiers of Blender 4.2–4.5 and 5.x (EEVEE Next was renamed back).
+ENGINES = {
+    "CYCLES": ("CYCLES",),
+    "EEVEE": ("BLENDER_EEVEE_NEXT", "BLENDER_EEVEE"),
+    "WORKBENCH": ("BLENDER_WORKBENCH",),
+}
+
+
+class RenderSettingsError(ValueError):
+    """A render setting this Blender cannot honour (the message names it)."""
+
 
 @dataclass
-class PreviewSettings:
-    """Defaults render a clean preview in seconds on a laptop CPU."""
+class RenderSettings:
+    """Defaults render a clean frame in seconds on a laptop CPU."""
 
-    samples: int = 16
-    resolution_percentage: int = 50
-    engine: str = "CYCLES"
-    denoise: bool = False
-
-
-def ensure_light_rig(collection: bpy.types.Collection, target: bpy.types.Object) -> None:
-    """Key, fill and rim area lights aimed at ``target`` (three-point lighting); idempotent."""
-    if any(o.get("dphm_light") for o in collection.objects):
-        return
-    centre = target.matrix_world.translation
-    for name, (azimuth, elevation, energy, size) in {
-        "Key": (-40.0, 30.0, 20.0, 0.6), "Fill": (45.0, 10.0, 7.0, 1.0), "Rim": (170.0, 40.0, 15.0, 0.5),
-    }.items():
-        light = bpy.data.lights.new(f"DPHM {name}", "AREA")
-        light.energy, light.size = energy, size
-        obj = bpy.data.objects.new(f"DPHM {name}", light)
-        az, el, dist = math.radians(azimuth), math.radians(elevation), 1.2
-        # Sensor looks along +Y, so the front of the head faces −Y.
-        obj.location = (centre.x + dist * math.sin(az) * math.cos(el),
-                        centre.y - dist * math.cos(az) * math.cos(el),
-                        centre.z + dist * math.sin(el))
-        constraint = obj.constraints.new("TRACK_TO")
-        constraint.target = target
-        obj["dphm_light"] = True
-        collection.objects.link(obj)
+    engine: str = "CYCLES"  # CYCLES | EEVEE | WORKBENCH
+    samples: int = 8  # Cycles path samples / EEVEE TAA samples
+    resolution_percentage: int = 100
+    denoise: bool = True  # OpenImageDenoise (Cycles), when this Blender has it
 
 
-def configure(scene: bpy.types.Scene, settings: PreviewSettings) -> None:
-    scene.render.engine = settings.engine
-    scene.render.resolution_percentage = settings.resolution_percentage
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.film_transparent = False
-    if settings.engine == "CYCLES":
-        scene.cycles.device = "CPU"
-        scene.cycles.samples = settings.samples
-        scene.cycles.use_denoising = settings.denoise
-    if scene.world is None:
-        scene.world = bpy.data.worlds.new("DPHM World")
-    scene.world.color = (0.05, 0.05, 0.06)
+def set_engine(scene: bpy.types.Scene, name: str) -> str:
+    """Select the render engine by user name (``CYCLES``, ``EEVEE``, ``WORKBENCH``) or identifier."""
+    for identifier in ENGINES.get(name.upper(), (name,)):
+        try:
+            scene.render.engine = identifier
+            return identifier
+        except TypeError:
+            continue
+    raise RenderSettingsError(f"render engine {name!r} is not available in Blender {bpy.app.version_string} "
+                              f"(choose one of {', '.join(ENGINES)})")
+
+
+def configure(scene: bpy.types.Scene, settings: RenderSettings) -> None:
+    """Engine, samples, denoising, PNG output and the neutral look (AgX, DPHM world)."""
+    engine = set_engine(scene, settings.engine)
+    render = scene.render
+    render.resolution_percentage = settings.resolution_percentage
+    render.image_settings.file_format = "PNG"
+    render.image_settings.color_mode = "RGB"
+    render.image_settings.color_depth = "8"
+    render.film_transparent = False
+    if engine == "CYCLES":
+        cycles = scene.cycles
+        cycles.device = "CPU"
+        cycles.samples = settings.samples
+        cycles.use_adaptive_sampling = True
+        # Heads need few bounces; fewer bounces keep CPU frames short.
+        cycles.max_bounces, cycles.diffuse_bounces, cycles.glossy_bounces = 4, 2, 2
+        cycles.use_denoising = settings.denoise
+        if settings.denoise:
+            try:
+                cycles.denoiser = "OPENIMAGEDENOISE"
+            except TypeError:  # a build without OpenImageDenoise
+                cycles.use_denoising = False
+    elif engine.startswith("BLENDER_EEVEE"):
+        scene.eevee.taa_render_samples = settings.samples
+    lookdev.ensure_world(scene)
+    lookdev.set_view_transform(scene)
 
 
 def render_still(scene: bpy.types.Scene, path: str | Path, frame: int | None = None) -> Path:
-    """Render one frame to ``path`` (PNG) and return it."""
+    """Render one frame of ``scene`` (it need not be the active scene) to ``path`` (PNG)."""
     if frame is not None:
         scene.frame_set(frame)
     path = Path(path)

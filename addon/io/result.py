@@ -6,7 +6,11 @@ The folder layout is documented in ``docs/result-format.md``. Arrays (camera fra
 - ``vertices``  F×V×3 float32 — per-frame vertex positions (one topology for all frames);
 - ``faces``     T×3 int32 — triangles (T may be 0: a point-cloud result);
 - ``fps`` scalar, ``timestamps`` F float64 seconds, ``intrinsics`` JSON string (width, height,
-  fx, fy, cx, cy, distortion), optional ``rotation`` F×3×3, ``translation`` F×3, ``scale``.
+  fx, fy, cx, cy, distortion), optional ``rotation`` F×3×3, ``translation`` F×3, ``scale``,
+  ``arkit`` F×52 + ``arkit_names``, ``head_ypr`` F×3 (``docs/arkit.md``).
+
+Optional ``depth_preview.npz``: ``depth_mm`` F×h×w uint16 (the recorded depth, every ``step``-th
+sensor pixel, 0 = invalid) for side-by-side renders.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 
 FRAMES_FILE = "frames.npz"
 META_FILE = "meta.json"
+DEPTH_FILE = "depth_preview.npz"
 
 
 class ResultError(Exception):
@@ -34,6 +39,9 @@ class TrackingResult:
     intrinsics: dict | None
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    arkit: np.ndarray | None = None  # F×N ARKit weights (tracked with a mapping), see docs/arkit.md
+    arkit_names: tuple[str, ...] = ()  # their N ARKit names
+    head_ypr: np.ndarray | None = None  # F×3 head yaw, pitch, roll (radians) of tracked results
 
     @property
     def num_frames(self) -> int:
@@ -50,6 +58,29 @@ class TrackingResult:
     @property
     def name(self) -> str:
         return str(self.meta.get("name") or (self.path.name if self.path else "dphm_head"))
+
+
+@dataclass
+class DepthPreview:
+    depth_mm: np.ndarray  # F×h×w uint16 millimetres, 0 = invalid
+    step: int  # preview pixel (r, c) = sensor pixel (r·step + step//2, c·step + step//2)
+
+
+def load_depth_preview(folder: str | Path) -> DepthPreview:
+    """The recorded depth saved next to a result; raise :class:`ResultError` if absent or bad."""
+    path = Path(folder) / DEPTH_FILE
+    if not path.is_file():
+        raise ResultError(f"{Path(folder)}: no {DEPTH_FILE} (point-cloud recordings and results of older "
+                          "dphm versions have no recorded depth; track the recording again)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            depth, step = np.asarray(data["depth_mm"]), int(data["step"])
+    except Exception as err:  # numpy raises many types for corrupt zips
+        raise ResultError(f"{path}: cannot be read ({err})") from err
+    if depth.ndim != 3 or depth.dtype != np.uint16 or step < 1:
+        raise ResultError(f"{path}: 'depth_mm' must be F×h×w uint16 with step ≥ 1, got {depth.shape} "
+                          f"{depth.dtype} step {step}")
+    return DepthPreview(depth, step)
 
 
 def load_result(folder: str | Path) -> TrackingResult:
@@ -95,4 +126,26 @@ def load_result(folder: str | Path) -> TrackingResult:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             raise ResultError(f"{meta_path}: cannot be read ({err})") from err
-    return TrackingResult(vertices, faces.astype(np.int32), fps, timestamps, intrinsics, meta, folder)
+    arkit, arkit_names, head_ypr = _arkit_arrays(arrays, vertices.shape[0], frames_path)
+    return TrackingResult(vertices, faces.astype(np.int32), fps, timestamps, intrinsics, meta, folder,
+                          arkit, arkit_names, head_ypr)
+
+
+def _arkit_arrays(arrays: dict, n_frames: int, frames_path: Path):
+    """Optional ARKit curves (absent in older results and untracked ones): weights, names, head angles."""
+    from .livelink import head_angles
+
+    arkit, names, head = None, (), None
+    if "arkit" in arrays:
+        arkit = np.asarray(arrays["arkit"], dtype=np.float32)
+        names = tuple(str(n) for n in arrays.get("arkit_names", ()))
+        if arkit.ndim != 2 or arkit.shape != (n_frames, len(names)) or not np.isfinite(arkit).all():
+            raise ResultError(f"{frames_path}: 'arkit' must be finite F×N with F = {n_frames} and N = "
+                              f"{len(names)} 'arkit_names', got {arkit.shape}")
+    if "head_ypr" in arrays:
+        head = np.asarray(arrays["head_ypr"], dtype=np.float32)
+    elif "rotation" in arrays:
+        head = head_angles(np.asarray(arrays["rotation"])).astype(np.float32)
+    if head is not None and (head.shape != (n_frames, 3) or not np.isfinite(head).all()):
+        raise ResultError(f"{frames_path}: head angles must be finite F×3 with F = {n_frames}, got {head.shape}")
+    return arkit, names, head

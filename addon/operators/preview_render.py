@@ -6,13 +6,13 @@ from __future__ import annotations
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from ..blender import render
+from ..blender import lookdev, render
 
 
 class DPHM_OT_preview_render(bpy.types.Operator):
     bl_idname = "dphm.preview_render"
     bl_label = "Render Preview"
-    bl_description = "Render the current frame with a three-point light rig (Cycles on the CPU)"
+    bl_description = "Render the current frame with a three-point light rig and AgX (Cycles on the CPU)"
     bl_options = {"REGISTER"}
 
     filepath: StringProperty(name="Output", subtype="FILE_PATH", default="//dphm_preview.png")
@@ -25,8 +25,8 @@ class DPHM_OT_preview_render(bpy.types.Operator):
     def execute(self, context):
         scene, head = context.scene, context.active_object
         collection = head.users_collection[0] if head.users_collection else scene.collection
-        render.ensure_light_rig(collection, head)
-        render.configure(scene, render.PreviewSettings(samples=self.samples))
+        lookdev.ensure_light_rig(collection, head)
+        render.configure(scene, render.RenderSettings(samples=self.samples, resolution_percentage=50))
         path = render.render_still(scene, bpy.path.abspath(self.filepath))
         self.report({"INFO"}, f"Rendered {path}")
         return {"FINISHED"}

@@ -11,7 +11,7 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
-from ..blender.importer import head_material
+from ..blender.lookdev import head_material
 from ..blender.shape_keys import create_mesh
 from ..client.jobs import jobs_dir
 from .backend_job import BackendJobOperator

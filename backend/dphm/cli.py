@@ -19,6 +19,8 @@ from .errors import DphmError
 # name → (module, one-line help). The help is repeated here so --help needs no import.
 COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("dphm.commands.track", "track a head in a depth recording → animated meshes"),
+    "export-arkit": ("dphm.commands.export_arkit", "write a tracked result's ARKit weights and head rotation as a "
+                     "Live Link Face CSV"),
     "preprocess": ("dphm.commands.preprocess", "depth recording → per-frame head point clouds"),
     "simulate": ("dphm.commands.simulate", "render ICT-FaceKit heads into Kinect-like depth recordings"),
     "info": ("dphm.commands.info", "describe a recording: format, frames, fps, intrinsics"),

@@ -14,7 +14,8 @@ from dphm.fit.config import tiny
 from dphm.fit.state import Checkpoint
 from dphm.fit.tracker import track
 from dphm.progress import Reporter
-from dphm.result.format import load_result
+from dphm.recording import open_recording
+from dphm.result.format import DepthPreview, load_result
 
 from .conftest import SIM_FRAMES
 
@@ -205,6 +206,14 @@ def test_cli_track_with_ply_export_round_trips(tmp_path, sim_recording, tiny_mod
     frames, meta = load_result(out)
     assert frames.vertices.shape[0] == 2 and meta["frame_indices"] == [1, 3]
     assert frames.fps == pytest.approx(7.5)
+    # The depth preview holds the recorded depth of exactly the tracked frames, downsampled.
+    preview = frames.depth_preview
+    assert preview is not None and preview.depth_mm.dtype == np.uint16 and preview.depth_mm.shape[0] == 2
+    with open_recording(sim_recording) as rec:
+        recorded = {f.index: f.depth for f in rec.frames(1, 4)}
+    for row, index in enumerate((1, 3)):
+        np.testing.assert_array_equal(preview.depth_mm[row], DepthPreview.downsample(recorded[index], preview.step))
+    assert (preview.depth_mm > 0).any()
     import trimesh
 
     ply = trimesh.load(out / "meshes" / "00001.ply", process=False)

@@ -32,6 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     priors.add_argument("--prior-steps", type=int, default=None, help="optimiser steps per prior")
     priors.add_argument("--prior-denoiser", choices=["mlp", "unet"], default=None,
                         help="identity denoiser (default: the preset's; mlp trains on a CPU in minutes)")
+    arkit = parser.add_argument_group("ARKit mapping (expression code → 52 ARKit weights, docs/arkit.md)")
+    arkit.add_argument("--arkit", type=Path, default=None, metavar="HEAD_MODEL",
+                       help="train the ARKit mapping on this head model's codebook and write arkit_map.pt "
+                       "beside it (no head training; about a minute on a CPU)")
+    arkit.add_argument("--arkit-steps", type=int, default=None, help="optimiser steps of the mapping")
 
 
 def train_priors(args) -> int:
@@ -50,6 +55,25 @@ def train_priors(args) -> int:
     return 0
 
 
+def train_arkit(args) -> int:
+    """Train the expression code → ARKit weights mapping on a head-model file's codebook."""
+    import torch
+
+    from ..model.head import HeadModel
+    from ..retarget.mapping import MAP_FILE, ArkitMapConfig, train_model_mapping
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    cfg = ArkitMapConfig(device=device)
+    if args.arkit_steps is not None:
+        cfg.steps = args.arkit_steps
+    out = args.arkit.parent / MAP_FILE
+    mapping = train_model_mapping(HeadModel.load(args.arkit), config=cfg, out=out)
+    val = mapping.metrics.get("validation", {})
+    print(f"ARKit mapping written to {out} ({mapping.metrics['train_s']:.0f} s); held-out codebook rows: "
+          f"MAE {val.get('mae', float('nan')):.4f}, ICT face RMS {val.get('ict_rms_mm', float('nan')):.2f} mm")
+    return 0
+
+
 def run(args) -> int:
     from ..errors import ConfigError
     from ..train.config import preset
@@ -57,6 +81,8 @@ def run(args) -> int:
 
     if args.priors is not None:
         return train_priors(args)
+    if args.arkit is not None:
+        return train_arkit(args)
     if args.out is None:
         raise ConfigError("--out is required (or --priors HEAD_MODEL to train only the priors)")
     if args.resume:

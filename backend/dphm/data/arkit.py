@@ -42,6 +42,21 @@ MISSING_IN_ICT = ("tongueOut",)
 DIRECTIONAL = ("jawLeft", "jawRight", "mouthLeft", "mouthRight")
 
 
+def mirror_permutation(names: list[str] | tuple[str, ...] = ARKIT_NAMES) -> np.ndarray:
+    """Index array ``p`` with ``w_mirrored = w[p]``: every ``…Left`` swaps with its ``…Right``.
+
+    A head mirrored in x (``x → −x``) moves the subject's left side to the right, so sided shapes
+    swap, and so do the directional ones (``jawLeft`` ↔ ``jawRight``: the jaw moves the other way).
+    """
+    index = {n: i for i, n in enumerate(names)}
+    perm = np.arange(len(names))
+    for n, i in index.items():
+        for side, other in (("Left", "Right"), ("Right", "Left")):
+            if n.endswith(side) and n[: -len(side)] + other in index:
+                perm[i] = index[n[: -len(side)] + other]
+    return perm
+
+
 def arkit_to_ict_names(arkit_name: str) -> tuple[str, ...]:
     """The ICT expression name(s) an ARKit name drives (empty for ``tongueOut``)."""
     if arkit_name in MISSING_IN_ICT:

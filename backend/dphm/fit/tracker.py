@@ -78,6 +78,28 @@ def read_observations(recording, config: TrackConfig, reporter: Reporter, start:
                         np.asarray(found), 1.0, warnings)
 
 
+def read_depth_preview(recording, frame_indices: np.ndarray):
+    """The recorded depth of the result frames, downsampled for Blender's side-by-side render.
+
+    ``None`` for point-cloud recordings. One extra streaming pass over the selected frames (the
+    observations checkpoint keeps only head points).
+    """
+    from ..result.format import DepthPreview
+
+    intr = recording.intrinsics
+    if intr is None or len(frame_indices) == 0:
+        return None
+    step = DepthPreview.step_for(intr.width, intr.height)
+    first = DepthPreview.downsample(np.zeros((intr.height, intr.width), np.float32), step)
+    out = np.zeros((len(frame_indices), *first.shape), np.uint16)
+    row = {int(f): i for i, f in enumerate(frame_indices)}
+    for frame in recording.frames(int(min(frame_indices)), int(max(frame_indices)) + 1):
+        i = row.get(frame.index)
+        if i is not None and frame.depth is not None:
+            out[i] = DepthPreview.downsample(frame.depth, step)
+    return DepthPreview(out, step)
+
+
 def load_priors_if_shipped(model: HeadModel, directory: Path | None, device: torch.device) -> tuple[Priors, str]:
     """Diffusion priors when their files exist and match the model's code sizes, else l2 fallback."""
     from ..model.diffusion import PRIOR_FILES, default_priors_dir, load_priors
@@ -90,6 +112,14 @@ def load_priors_if_shipped(model: HeadModel, directory: Path | None, device: tor
         raise ModelError(f"diffusion priors ({ident.code_dim}/{expr.code_dim}) do not match the head model "
                          f"({model.id_dim}/{model.ex_dim})", directory)
     return Priors(ident, expr), "diffusion"
+
+
+def select_priors(config: TrackConfig, model: HeadModel, directory: Path | None,
+                  device: torch.device) -> tuple[Priors, str]:
+    """The regularisers of a job: the diffusion priors when ``config.priors`` and shipped, else l2."""
+    if not config.priors:
+        return Priors(), "l2 (priors disabled by the config)"
+    return load_priors_if_shipped(model, directory, device)
 
 
 def _versions() -> dict:
@@ -108,8 +138,13 @@ def _initial_state(head: HeadModel, obs: Observations, read_s: float) -> TrackSt
 def track(recording_path: str | Path, out: str | Path, config: TrackConfig, reporter: Reporter | None = None,
           start: int = 0, stop: int | None = None, stride: int = 1, device: str = "cpu",
           model: HeadModel | str | Path | None = None, priors_dir: str | Path | None = None,
-          restart: bool = False, export_ply: bool = False) -> TrackSummary:
-    """Track the head in a recording and write the result folder ``out`` (see docs/tracking.md)."""
+          restart: bool = False, export_ply: bool = False,
+          observations: Observations | None = None) -> TrackSummary:
+    """Track the head in a recording and write the result folder ``out`` (see docs/tracking.md).
+
+    ``observations``: the recording's frames already preprocessed with this config (benchmarks
+    share one preprocessing between runs); the read phase is skipped.
+    """
     from ..recording import open_recording
     from ..result.format import ResultFrames, save_result
 
@@ -132,7 +167,7 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
     for p in head.parameters():
         p.requires_grad_(False)
     t_start = time.perf_counter()
-    priors, prior_kind = load_priors_if_shipped(head, Path(priors_dir) if priors_dir else None, dev)
+    priors, prior_kind = select_priors(config, head, Path(priors_dir) if priors_dir else None, dev)
 
     with open_recording(recording_path) as recording:
         frame_ids = list(recording.frame_indices(start, stop, stride))
@@ -155,6 +190,10 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
             ckpt.start(fingerprint, {"recording": str(recording_path), "config": config.name})
         if ckpt.observations_path.is_file():
             obs = Observations.load(ckpt.observations_path)
+        elif observations is not None:
+            obs = observations
+            obs.save(ckpt.observations_path)
+            ckpt.save_state(_initial_state(head, obs, 0.0))
         else:
             t0 = time.perf_counter()
             obs = read_observations(recording, config, reporter, start, stop, stride)
@@ -162,6 +201,7 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
             ckpt.save_state(_initial_state(head, obs, time.perf_counter() - t0))
         fps = recording.fps / stride
         intrinsics = recording.intrinsics
+        depth_preview = read_depth_preview(recording, obs.frame_indices)
         rec_info = recording.describe()
 
     state = ckpt.load_state() or _initial_state(head, obs, 0.0)
@@ -214,10 +254,16 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
               "scale": np.float64(scale), "identity_code": state.z_id[0].cpu().numpy().astype(np.float32),
               "expression_codes": state.z_ex.cpu().numpy().astype(np.float32),
               "frame_indices": obs.frame_indices.astype(np.int64), "head_found": obs.found.astype(bool)}
+    # ARKit curves (docs/arkit.md): head angles always, weights when a mapping fits this model.
+    from ..retarget.curves import tracking_arrays
+    from ..retarget.mapping import find_mapping
+
+    mapping, meta["arkit_mapping"] = find_mapping(head, None if model_name == "in-memory" else model_name)
+    extras.update(tracking_arrays(extras["expression_codes"], extras["rotation"], mapping))
     import trimesh
 
     canonical = trimesh.Trimesh(verts_c, faces, process=False)
-    result = ResultFrames(vertices, faces.astype(np.int32), fps, obs.timestamps, intrinsics, extras)
+    result = ResultFrames(vertices, faces.astype(np.int32), fps, obs.timestamps, intrinsics, extras, depth_preview)
     reporter.check_cancelled()
     save_result(out, result, meta, canonical)  # replaces OUT (and its .checkpoint) atomically
     if export_ply:

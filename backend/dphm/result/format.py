@@ -8,11 +8,14 @@ Layout (``docs/result-format.md``)::
                      tracked: rotation F×3×3, translation F×3, scale, identity_code, expression_codes
       canonical.ply  the canonical mesh (tracked results only)
       meta.json      format version, dphm version, source recording, config, timings
+      depth_preview.npz  optional: the recorded depth per result frame, downsampled (uint16 mm),
+                     for side-by-side renders in Blender
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,31 @@ from ..recording.base import Intrinsics
 FORMAT_VERSION = 1
 FRAMES_FILE = "frames.npz"
 META_FILE = "meta.json"
+DEPTH_FILE = "depth_preview.npz"
+DEPTH_PREVIEW_MAX_SIDE = 320  # pixels: 640×576 Kinect depth → 320×288 (≈ 180 KB/frame before compression)
+
+
+@dataclass
+class DepthPreview:
+    """The recorded depth of every result frame, downsampled for display (``depth_preview.npz``).
+
+    Preview pixel (r, c) is sensor pixel (r·step + step//2, c·step + step//2); frames the reader
+    skipped are all zero.
+    """
+
+    depth_mm: np.ndarray  # F×h×w uint16 millimetres, 0 = invalid
+    step: int
+
+    @staticmethod
+    def step_for(width: int, height: int, max_side: int = DEPTH_PREVIEW_MAX_SIDE) -> int:
+        return max(1, math.ceil(max(width, height) / max_side))
+
+    @staticmethod
+    def downsample(depth_m: np.ndarray, step: int) -> np.ndarray:
+        """H×W float metres (0/NaN = invalid) → uint16 millimetres, every ``step``-th pixel."""
+        sample = np.asarray(depth_m, np.float64)[step // 2::step, step // 2::step]
+        mm = np.where(np.isfinite(sample) & (sample > 0), np.round(sample * 1000.0), 0.0)
+        return np.clip(mm, 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 @dataclass
@@ -39,6 +67,7 @@ class ResultFrames:
     timestamps: np.ndarray  # F float64 seconds
     intrinsics: Intrinsics | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # rotation, translation, codes, …
+    depth_preview: DepthPreview | None = None
 
     def validate(self) -> None:
         v = self.vertices
@@ -50,6 +79,10 @@ class ResultFrames:
             raise DphmError("result faces index vertices out of range")
         if not np.isfinite(v).all():
             raise DphmError("result vertices contain NaN or infinite values")
+        d = self.depth_preview
+        if d is not None and (d.depth_mm.ndim != 3 or d.depth_mm.shape[0] != v.shape[0] or d.step < 1):
+            raise DphmError(f"depth preview must be F×h×w with F = {v.shape[0]} and step ≥ 1, "
+                            f"got {d.depth_mm.shape} step {d.step}")
 
 
 def save_result(folder: str | Path, frames: ResultFrames, meta: dict | None = None,
@@ -74,6 +107,9 @@ def save_result(folder: str | Path, frames: ResultFrames, meta: dict | None = No
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         if canonical_mesh is not None:
             canonical_mesh.export(tmp / "canonical.ply")
+        if frames.depth_preview is not None:
+            np.savez_compressed(tmp / DEPTH_FILE, depth_mm=np.asarray(frames.depth_preview.depth_mm, np.uint16),
+                                step=np.int64(frames.depth_preview.step))
     return folder
 
 
@@ -90,8 +126,15 @@ def load_result(folder: str | Path) -> tuple[ResultFrames, dict]:
         raise DphmError(f"cannot be read ({err})", path) from err
     core = {"vertices", "faces", "fps", "timestamps", "intrinsics"}
     intrinsics = Intrinsics.from_dict(json.loads(str(arrays["intrinsics"]))) if "intrinsics" in arrays else None
+    depth = None
+    if (folder / DEPTH_FILE).is_file():
+        try:
+            with np.load(folder / DEPTH_FILE, allow_pickle=False) as data:
+                depth = DepthPreview(data["depth_mm"], int(data["step"]))
+        except Exception as err:
+            raise DphmError(f"cannot be read ({err})", folder / DEPTH_FILE) from err
     frames = ResultFrames(arrays["vertices"], arrays["faces"], float(arrays["fps"]), arrays["timestamps"],
-                          intrinsics, {k: v for k, v in arrays.items() if k not in core})
+                          intrinsics, {k: v for k, v in arrays.items() if k not in core}, depth)
     meta_path = folder / META_FILE
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     return frames, meta
