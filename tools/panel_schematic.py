@@ -6,8 +6,8 @@
 The ``bpy`` module cannot draw Blender's interface, and no Blender executable with a UI could be
 run where the docs were built. This script installs the extension from its zip, sets up the
 state an animator has after tracking the demo take (backend checked for real with this
-environment's Python, demo result imported, two batch inputs listed), runs ``DPHM_PT_main.draw``
-and ``DPHM_PT_batch_render.draw`` against :class:`LayoutRecorder`, and draws what they laid out —
+environment's Python, demo result imported, two batch inputs listed), runs ``DPHM_PT_main.draw``,
+``DPHM_PT_batch_render.draw`` and ``DPHM_PT_retarget.draw`` against :class:`LayoutRecorder`, and draws what they laid out —
 every label, button, field and value comes from the add-on and Blender's RNA, in order; the look
 (colours, fonts, widget shapes, no icons) is a plain approximation of Blender's dark theme.
 """
@@ -232,7 +232,8 @@ def main() -> int:
     args = parser.parse_args()
     bpy = demo_state(ROOT / "out" / "panel-schematic")
     panels = [record_panel(bpy.types.DPHM_PT_main, bpy.context)]
-    panels[0].children.append(record_panel(bpy.types.DPHM_PT_batch_render, bpy.context))
+    for sub in (bpy.types.DPHM_PT_batch_render, bpy.types.DPHM_PT_retarget):
+        panels[0].children.append(record_panel(sub, bpy.context))
     print(f"panel_schematic: {render_schematic(panels, args.out)}")
     return 0
 
