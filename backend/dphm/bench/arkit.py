@@ -45,6 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-identity", type=int, default=150)
     parser.add_argument("--steps-expression", type=int, default=100)
     parser.add_argument("--no-priors", action="store_true", help="fit with l2 regularisers, not the diffusion priors")
+    parser.add_argument("--prior-weights", type=float, nargs=2, default=(0.2, 10.0), metavar=("ID", "EX"),
+                        help="weights of the identity / expression diffusion regularisers in the fits "
+                        "(default 0.2 10: the best of 0.04, 1, 10, 40 in docs/arkit.md)")
     parser.add_argument("--compare", action="store_true", help="also train and score the mapping variants")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (fitting and --compare training)")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
@@ -61,12 +64,13 @@ def fitted_codes(model, kit, args, priors) -> list[dict]:
     for i, heads in enumerate(heldout_heads(kit, args.identities, args.expressions)):
         pts, _ = sample_surface(heads[0].vertices, heads[0].faces, args.points, seed=i)
         z_id = fit_identity(model, torch.as_tensor(pts, dtype=torch.float32, device=dev), args.steps_identity,
-                            batch_points=args.batch_points, seed=i, prior=priors.identity)
+                            batch_points=args.batch_points, seed=i, prior=priors.identity,
+                            prior_weight=args.prior_weights[0])
         for j, head in enumerate(heads[1:]):
             pts, _ = sample_surface(head.vertices, head.faces, args.points, seed=100 * i + j)
             z_ex = fit_expression(model, torch.as_tensor(pts, dtype=torch.float32, device=dev), z_id,
                                   args.steps_expression, batch_points=args.batch_points, seed=100 * i + j,
-                                  prior=priors.expression)
+                                  prior=priors.expression, prior_weight=args.prior_weights[1])
             rows.append({"ict_weights": head.expression_weights, "z_ex": z_ex[0].cpu().numpy()})
             print(f"  fitted held-out identity {i} expression {j}", flush=True)
     return rows
