@@ -83,6 +83,11 @@ class InputFailed:
         return f"[{self.input_index + 1}/{self.inputs}] {self.path}: {self.message}"
 
 
+def input_path(path: Path) -> Path:
+    """The input a picked path stands for: a result's ``frames.npz`` stands for its folder."""
+    return path.parent if path.name == FRAMES_FILE else path
+
+
 def input_kind(path: Path) -> str | None:
     """``"blend"``, ``"result"`` (a folder with frames.npz) or ``None``."""
     if path.is_file() and path.suffix.lower() == ".blend":
@@ -103,7 +108,7 @@ def check(inputs: list[str | Path], settings: BatchSettings) -> list[Path]:
             problems.append(f"{path}: does not exist")
         elif input_kind(path) is None:
             problems.append(f"{path}: neither a dphm result folder (with {FRAMES_FILE}) nor a .blend file")
-        paths.append(path.parent if path.name == FRAMES_FILE else path)
+        paths.append(input_path(path))
     if settings.preset not in presets.PRESETS:
         problems.append(f"unknown preset {settings.preset!r} (choose one of {', '.join(presets.PRESETS)})")
     if settings.engine.upper() not in render.ENGINES:

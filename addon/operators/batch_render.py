@@ -18,6 +18,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..blender import batch
 from ..blender.presets import PRESET_ITEMS
+from ..io.result import FRAMES_FILE
 
 TIMER_SECONDS = 0.05
 _DEFAULTS = batch.BatchSettings()  # documented once in blender/batch.py
@@ -32,7 +33,7 @@ class DPHM_OT_batch_add_inputs(bpy.types.Operator, ImportHelper):
     bl_options = {"REGISTER", "INTERNAL"}
 
     filename_ext = ""
-    filter_glob: StringProperty(default="*.blend;frames.npz", options={"HIDDEN"})
+    filter_glob: StringProperty(default=f"*.blend;{FRAMES_FILE}", options={"HIDDEN"})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
 
@@ -43,7 +44,7 @@ class DPHM_OT_batch_add_inputs(bpy.types.Operator, ImportHelper):
         known = {i.path for i in inputs}
         added, skipped = 0, []
         for path in picked:
-            path = path.parent if path.name == "frames.npz" else path
+            path = batch.input_path(path)
             if batch.input_kind(path) is None:
                 skipped.append(path.name or str(path))
             elif str(path) not in known:

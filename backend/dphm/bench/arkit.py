@@ -28,10 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.ict_facekit import VERTEX_REGIONS
+
 HELP = "ARKit mapping accuracy on held-out expressions: weight MAE per channel, ICT mesh error"
 
-FACE = slice(0, 9409)
-HEAD = slice(0, 14062)
+FACE = slice(*VERTEX_REGIONS["face"])
+HEAD = slice(*VERTEX_REGIONS["head"])
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -97,12 +99,11 @@ def score(kit, pred: np.ndarray, truth: np.ndarray, gt_ict: np.ndarray | None = 
     return out
 
 
-def variants(model, kit, device: str):
-    """The mapping candidates (trained on the codebook, validation identities held out) as
-    ``name → predict(codes)``, with the codebook targets and their validation mask."""
-    from ..retarget.mapping import ArkitMapConfig, codebook_targets, fit_mapping, holdout_mask, ict_gram
+def variants(targets, kit, device: str) -> tuple[dict, np.ndarray]:
+    """The mapping candidates trained on the codebook ``targets`` (validation identities held
+    out) as ``name → predict(codes)``, with that validation mask."""
+    from ..retarget.mapping import ArkitMapConfig, fit_mapping, holdout_mask, ict_gram
 
-    targets = codebook_targets(model, kit.expression_names)
     gram = ict_gram(kit, FACE)
     out = {}
     val = holdout_mask(targets, ArkitMapConfig().holdout_every)
@@ -124,7 +125,7 @@ def variants(model, kit, device: str):
         m = fit_mapping(targets, cfg, gram)
         print(f"  trained {name} in {time.perf_counter() - started:.0f} s", flush=True)
         out[name] = m.predict
-    return out, targets, val
+    return out, val
 
 
 def run(args: argparse.Namespace) -> int:
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             "mapping": score(kit, mapping.predict(targets.codes[val]), targets.weights[val]),
             "neutral (all 0)": score(kit, np.zeros_like(targets.weights[val]), targets.weights[val])}
     if args.compare:
-        cands, targets, val = variants(model, kit, args.device)
+        cands, val = variants(targets, kit, args.device)
         results["variants"] = {}
         for name, predict in cands.items():
             row = score(kit, predict(codes), truth, gt_ict)

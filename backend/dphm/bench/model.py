@@ -117,7 +117,8 @@ def shell_census(mesh) -> dict:
             "genus": int(round((2 - largest.euler_number) / 2)) if largest.is_watertight else -1}
 
 
-def markdown(fits: dict, samples: dict) -> str:
+def fits_markdown(fits: dict) -> str:
+    """The fitting bars (a) and (b), one row per variant and region."""
     lines = ["| bar | variant | region | CD-L1 (mm) | CD-L2 (mm²) | NC | F@1mm | F@5mm |",
              "|---|---|---|---|---|---|---|---|"]
     for bar, key in (("(a) held-out neutral, 5k points", "identity"), ("(b) held-out expression", "expression")):
@@ -128,9 +129,12 @@ def markdown(fits: dict, samples: dict) -> str:
                              f"{_mean(rows, region, 'chamfer_l2_mm2'):.3f} | "
                              f"{_mean(rows, region, 'normal_consistency'):.3f} | "
                              f"{_mean(rows, region, 'fscore@1mm'):.3f} | {_mean(rows, region, 'fscore@5mm'):.3f} |")
-    if not samples:
-        return "\n".join(lines)
-    lines += ["", "| random identities | raw: closed, one component (components) | cavities / floaters | "
+    return "\n".join(lines)
+
+
+def samples_markdown(samples: dict) -> str:
+    """Closedness, topology and diversity of the random identities, one row per variant."""
+    lines = ["| random identities | raw: closed, one component (components) | cavities / floaters | "
               "shipped (largest component): closed, genus | mean pairwise CD-L1 (mm) | nearest training head CD-L1 (mm) |",
               "|---|---|---|---|---|---|"]
     for variant, s in samples.items():
@@ -156,9 +160,9 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     started = time.perf_counter()
     fits = fitting_rows(model, kit, priors, args)
-    print(markdown(fits, {}), flush=True)  # the fitting rows first: sampling takes long on a CPU
+    print(fits_markdown(fits), flush=True)  # the fitting rows first: sampling takes long on a CPU
     samples = sample_rows(model, priors, args)
-    print(markdown({}, samples).split("\n", 2)[2])
+    print("\n" + samples_markdown(samples))
     print(f"\n{args.identities} held-out identities × {args.expressions} expressions, {args.steps} fitting steps, "
           f"marching cubes {args.resolution}³, {args.samples} samples per variant; {time.perf_counter() - started:.0f} s "
           f"on {args.device}")

@@ -400,10 +400,9 @@ def versions() -> dict:
     import torch
     import trimesh
 
-    from .. import __version__
+    from ..fit.tracker import software_versions
 
-    return {"dphm": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "scipy": scipy.__version__, "trimesh": trimesh.__version__,
+    return {**software_versions(), "scipy": scipy.__version__, "trimesh": trimesh.__version__,
             "cuda": torch.version.cuda}
 
 

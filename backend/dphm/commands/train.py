@@ -41,12 +41,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def train_priors(args) -> int:
     """Train both diffusion priors on the codebooks stored in a head-model file."""
-    import torch
-
     from ..model.head import HeadModel
     from ..train.priors import shipped_prior_configs, train_model_priors
+    from ..train.trainer import resolve_device
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = str(resolve_device(args.device))
     model = HeadModel.load(args.priors)
     id_cfg, ex_cfg = shipped_prior_configs(device, args.prior_steps, args.prior_denoiser)
     train_model_priors(model.identity_codes, model.expression_codes, model.expression_identity,
@@ -57,12 +56,11 @@ def train_priors(args) -> int:
 
 def train_arkit(args) -> int:
     """Train the expression code → ARKit weights mapping on a head-model file's codebook."""
-    import torch
-
     from ..model.head import HeadModel
     from ..retarget.mapping import MAP_FILE, ArkitMapConfig, train_model_mapping
+    from ..train.trainer import resolve_device
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = str(resolve_device(args.device))
     cfg = ArkitMapConfig(device=device)
     if args.arkit_steps is not None:
         cfg.steps = args.arkit_steps

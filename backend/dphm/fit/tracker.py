@@ -78,11 +78,12 @@ def read_observations(recording, config: TrackConfig, reporter: Reporter, start:
                         np.asarray(found), 1.0, warnings)
 
 
-def read_depth_preview(recording, frame_indices: np.ndarray):
+def read_depth_preview(recording, frame_indices: np.ndarray, stride: int = 1):
     """The recorded depth of the result frames, downsampled for Blender's side-by-side render.
 
     ``None`` for point-cloud recordings. One extra streaming pass over the selected frames (the
-    observations checkpoint keeps only head points).
+    observations checkpoint keeps only head points); ``stride`` is the tracker's, so only the
+    tracked frames are decoded (``frame_indices`` lie on that stride from their first).
     """
     from ..result.format import DepthPreview
 
@@ -93,7 +94,7 @@ def read_depth_preview(recording, frame_indices: np.ndarray):
     first = DepthPreview.downsample(np.zeros((intr.height, intr.width), np.float32), step)
     out = np.zeros((len(frame_indices), *first.shape), np.uint16)
     row = {int(f): i for i, f in enumerate(frame_indices)}
-    for frame in recording.frames(int(min(frame_indices)), int(max(frame_indices)) + 1):
+    for frame in recording.frames(int(min(frame_indices)), int(max(frame_indices)) + 1, stride):
         i = row.get(frame.index)
         if i is not None and frame.depth is not None:
             out[i] = DepthPreview.downsample(frame.depth, step)
@@ -122,7 +123,8 @@ def select_priors(config: TrackConfig, model: HeadModel, directory: Path | None,
     return load_priors_if_shipped(model, directory, device)
 
 
-def _versions() -> dict:
+def software_versions() -> dict:
+    """dphm, torch, numpy and Python versions (``meta.json`` of results, benchmark reports)."""
     from .. import __version__
 
     return {"dphm": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -201,7 +203,7 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
             ckpt.save_state(_initial_state(head, obs, time.perf_counter() - t0))
         fps = recording.fps / stride
         intrinsics = recording.intrinsics
-        depth_preview = read_depth_preview(recording, obs.frame_indices)
+        depth_preview = read_depth_preview(recording, obs.frame_indices, stride)
         rec_info = recording.describe()
 
     state = ckpt.load_state() or _initial_state(head, obs, 0.0)
@@ -239,7 +241,7 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
         log.warning("mesh: %d vertex solves over %d frames did not converge and were filled in from "
                     "neighbours (see meta.json inversion)", inversion["fallback"], n)
     meta = {
-        "name": Path(recording_path).name, "source": rec_info, "versions": _versions(), "model": model_name,
+        "name": Path(recording_path).name, "source": rec_info, "versions": software_versions(), "model": model_name,
         "model_meta": head.meta, "priors": prior_kind, "device": device, "frame_indices": obs.frame_indices.tolist(),
         "frames_without_head": int((~obs.found).sum()), "warnings": obs.warnings[:200],
         "config": config.to_dict(), "timings_s": timings, "seconds_per_frame": per_frame,

@@ -316,6 +316,13 @@ class DiffusionPrior(nn.Module):
         self.code_dim, self.name, self.clip = int(code_mean.numel()), name, float(clip)
         self.register_buffer("code_mean", code_mean)
         self.register_buffer("code_std", code_std)
+        # D · mean(std²): the codebook's expected ‖z − mean‖², which puts :meth:`regulariser` in
+        # the raw-code units of an ℓ2 penalty, so one weight means the same for every prior.
+        # (Standardisation multiplies the raw-code gradient by 1/std and the per-dimension mean
+        # divides it by D; without this factor the 64-D expression prior pulled ~100× harder than
+        # the 1344-D identity prior at equal weight, measured on codebook codes.) A Python float,
+        # computed once: reading it from a GPU buffer at every regulariser call would sync.
+        self.regulariser_scale = float(self.code_dim * code_std.pow(2).mean())
         self.denoiser_config = denoiser or DenoiserConfig()
         self.diffusion = GaussianDiffusion(self.denoiser_config.build(self.code_dim), timesteps)
         self.freeze()
@@ -368,17 +375,6 @@ class DiffusionPrior(nn.Module):
             generator = torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
         x0 = self.diffusion.ddim_sample(noise, steps=steps, eta=eta, generator=generator, clip=self.clip)
         return self.denormalise(x0)
-
-    @property
-    def regulariser_scale(self) -> float:
-        """D · mean(std²): the codebook's expected ‖z − mean‖², which puts :meth:`regulariser` in
-        the raw-code units of an ℓ2 penalty, so one weight means the same for every prior.
-
-        (Standardisation multiplies the raw-code gradient by 1/std and the per-dimension mean
-        divides it by D; without this factor the 64-D expression prior pulled ~100× harder than
-        the 1344-D identity prior at equal weight, measured on codebook codes.)
-        """
-        return float(self.code_dim * self.code_std.pow(2).mean())
 
     def regulariser(self, codes: torch.Tensor, t_range: tuple[float, float] = (0.4, 0.6),
                     generator: torch.Generator | None = None) -> torch.Tensor:

@@ -296,7 +296,7 @@ def train_model_mapping(model, kit=None, config: ArkitMapConfig | None = None, o
     kit = kit or load_ict_facekit()
     targets = codebook_targets(model, kit.expression_names)
     cfg = config or ArkitMapConfig()
-    mapping = fit_mapping(targets, cfg, ict_gram(kit, slice(0, 9409)), reporter)
+    mapping = fit_mapping(targets, cfg, ict_gram(kit, kit.region("face")), reporter)
     mapping.fingerprint = model_fingerprint(model)
     if out is not None:
         mapping.save(out)
