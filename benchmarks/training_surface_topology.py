@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Topology of the head model's *training* surface (ICT closed head ∪ both eyeballs).
+"""Topology of the head model's *training* surface: plain eyeballs vs the shipped eye volumes.
 
-    python benchmarks/training_surface_topology.py [--identities 20] [--seed 1] [--fuse-radius MM]
+    python benchmarks/training_surface_topology.py [--identities 20] [--seed 1] [--expressions]
 
-For random ICT-FaceKit identities (N(0,1) identity weights, neutral expression) it forms the
-boolean union of the neck-capped head and the two eyeball meshes (manifold3d through trimesh)
-and reports the number of components (extra ones are pockets between eyeball and socket) and
-the genus of the outer shell (tunnels where an eyeball pokes through the lids). A model that
-learns this surface faithfully inherits both; see docs/model-card.md. ``--fuse-radius MM``
-measures the candidate fix: each eyeball replaced by the convex hull of the eyeball, its eye
-socket and the skin vertices within MM of the socket (the lid margins), and reports how far that
-moves the surface.
+For random ICT-FaceKit identities (N(0,1) identity weights; with ``--expressions`` each posed with
+a random training expression combination, blinks and squints included) it forms the boolean
+union (manifold3d) of the neck-capped head with
+
+- *eyeballs*: the two sclera meshes — pockets between eyeball and socket (extra components) and
+  tunnels where an eyeball pokes through the lids (genus > 0);
+- *eye volumes*: what the model trains on, :meth:`IctFaceKit.eye_volumes` — each eyeball fused
+  with its socket and the lid skin within ``EYE_FUSE_CM`` (fixed convex-hull triangulation);
+
+and reports the number of components, the genus of the outer shell and how far the eye volumes
+move the surface (largest distance from the fused surface to the plain one).
 """
 
 from __future__ import annotations
@@ -22,24 +25,16 @@ import trimesh
 
 from scipy.spatial import cKDTree
 
-from dphm.data.ict_facekit import VERTEX_REGIONS, load_ict_facekit
+from dphm.data import splits
+from dphm.data.ict_facekit import EYE_FUSE_CM, load_ict_facekit
 
 
-def training_surface(kit, v: np.ndarray, fuse_radius_cm: float | None = None) -> trimesh.Trimesh:
-    """Closed head ∪ eyeballs (cm); with ``fuse_radius_cm`` each eyeball is replaced by the hull of
-    eyeball + socket + skin vertices within that radius of the socket."""
+def union(kit, v: np.ndarray, eyes: str) -> trimesh.Trimesh:
+    """Closed head ∪ eyeballs (``eyes="eyeballs"``) or ∪ eye volumes (``"volumes"``), cm."""
     hv, hf = kit.closed_head(v)
-    parts = [trimesh.Trimesh(hv, hf)]
-    skin = v[:VERTEX_REGIONS["eye_socket_left"][0]]
-    for (ev, ef), side in zip(kit.eyeball_meshes(v), ("left", "right")):
-        if fuse_radius_cm is None:
-            parts.append(trimesh.Trimesh(ev, ef))
-            continue
-        socket = v[slice(*VERTEX_REGIONS[f"eye_socket_{side}"])]
-        near = cKDTree(skin).query_ball_point(socket, fuse_radius_cm) if fuse_radius_cm > 0 else []
-        lids = skin[np.unique(np.concatenate(near)).astype(int)] if len(near) else skin[:0]
-        parts.append(trimesh.convex.convex_hull(np.concatenate([ev, socket, lids])))
-    return trimesh.boolean.union(parts, engine="manifold")
+    parts = kit.eyeball_meshes(v) if eyes == "eyeballs" else kit.eye_volumes(v)
+    meshes = [trimesh.Trimesh(hv, hf, process=False)] + [trimesh.Trimesh(pv, pf, process=False) for pv, pf in parts]
+    return trimesh.boolean.union(meshes, engine="manifold")
 
 
 def topology(mesh: trimesh.Trimesh) -> tuple[int, int]:
@@ -57,27 +52,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--identities", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--fuse-radius", type=float, default=None, metavar="MM",
-                        help="fuse each eyeball with its socket and the lid skin within MM (convex hull)")
+    parser.add_argument("--expressions", action="store_true", help="pose each head with a training expression")
     args = parser.parse_args()
     kit = load_ict_facekit()
     rng = np.random.default_rng(args.seed)
-    radius = None if args.fuse_radius is None else args.fuse_radius / 10
-    rows, moves = [], []
-    for _ in range(args.identities):
-        v = kit.vertices(rng.standard_normal(kit.identity_basis.shape[0]))
-        surface = training_surface(kit, v, radius)
-        rows.append(topology(surface))
-        if radius is not None:
-            moves.append(largest_move_mm(surface, training_surface(kit, v)))
-    comps, genus = np.array(rows).T
-    label = "" if radius is None else f" (eyes fused, {args.fuse_radius:g} mm)"
-    print(f"{args.identities} random identities{label}: one component {int((comps == 1).sum())}, "
-          f"genus 0 {int((genus == 0).sum())}, components median {np.median(comps):.0f} (max {comps.max()}), "
-          f"genus median {np.median(genus):.0f} (max {genus.max()})")
-    if moves:
-        print(f"largest surface move {np.median(moves):.1f} mm median, {max(moves):.1f} mm max "
-              "(area samples; ~1 mm is sampling spacing)")
+    ex = (splits.training_expression_weights(args.identities, kit.expression_names)
+          if args.expressions else [None] * args.identities)
+    rows: dict[str, list[tuple[int, int]]] = {"eyeballs": [], "volumes": []}
+    moves = []
+    for i in range(args.identities):
+        v = kit.vertices(rng.standard_normal(kit.identity_basis.shape[0]), ex[i])
+        meshes = {eyes: union(kit, v, eyes) for eyes in rows}
+        for eyes, mesh in meshes.items():
+            rows[eyes].append(topology(mesh))
+        moves.append(largest_move_mm(meshes["volumes"], meshes["eyeballs"]))
+    pose = "training expressions" if args.expressions else "neutral"
+    for eyes, label in (("eyeballs", "head ∪ eyeballs"), ("volumes", f"head ∪ eye volumes ({EYE_FUSE_CM * 10:g} mm)")):
+        comps, genus = np.array(rows[eyes]).T
+        print(f"{args.identities} random identities, {pose}, {label}: one component {int((comps == 1).sum())}, "
+              f"genus 0 {int((genus == 0).sum())}, components median {np.median(comps):.0f} (max {comps.max()}), "
+              f"genus median {np.median(genus):.0f} (max {genus.max()})")
+    print(f"eye volumes move the surface by at most {np.median(moves):.1f} mm (median over heads), "
+          f"{max(moves):.1f} mm (max) (area samples; ~1 mm is sampling spacing)")
 
 
 if __name__ == "__main__":

@@ -95,9 +95,32 @@ def test_report_generator_writes_tables_and_plots(fake_result, tmp_path):
     text = (tmp_path / "tracking-benchmark.md").read_text()
     for heading in ("## Goals", "## Fidelity at the nominal settings", "## Sweeps", "## Speed"):
         assert heading in text
-    assert "These are fake test numbers" in text and "every number here was measured on a CPU" in text
+    assert "These are fake test numbers" in text and "**fidelity, sweeps, speed**: tracker device `cpu` — CPU only" in text
     assert "| DPHM priors (ours) | 0.770 |" in text
     assert "**10.0×**" in text and "extrapolated" in text
     for png in ("tracking-sweeps-face.png", "tracking-sweeps-full.png", "tracking-per-frame.png", "tracking-errors.png"):
         assert (tmp_path / "images" / png).stat().st_size > 1000
         assert f"images/{png}" in text
+
+
+def test_report_merges_parts_of_several_runs(fake_result, tmp_path):
+    """Fidelity and sweeps from one run, speed from another (e.g. a CPU re-run plus a GPU speed run)."""
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location("tracking_report", REPORT)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    full = json.loads((fake_result / "tracking.json").read_text())
+    accuracy, speed = tmp_path / "accuracy", tmp_path / "speed"
+    for folder, drop in ((accuracy, "speed"), (speed, "fidelity")):
+        folder.mkdir()
+        part = {k: v for k, v in full.items() if k != drop}
+        part["created"] = f"run without {drop}"
+        part["goals"] = {}  # stale goals of a partial run are recomputed from the merged parts
+        (folder / "tracking.json").write_text(json.dumps(part))
+    (accuracy / "renders.npz").write_bytes((fake_result / "renders.npz").read_bytes())
+    assert report.main([str(accuracy), str(speed), "--docs", str(tmp_path / "docs"), "--note", "a caveat"]) == 0
+    text = (tmp_path / "docs" / "tracking-benchmark.md").read_text()
+    assert "> **fidelity, sweeps**:" in text and "run without speed" in text
+    assert "> **speed**:" in text and "run without fidelity" in text and "> Note: a caveat" in text
+    assert "| DPHM priors (ours) | 0.770 |" in text and "**10.0×**" in text
+    assert "face CD-L1 ≤ 0.8 mm at nominal noise (ours) | 0.770 mm | yes |" in text

@@ -7,7 +7,7 @@ import pytest
 import trimesh
 
 from dphm.data import arkit
-from dphm.data.ict_facekit import (HEAD_VERTEX_COUNT, ICT_CENTER_CM, REGION_EYE, REGION_FACE,
+from dphm.data.ict_facekit import (HEAD_VERTEX_COUNT, ICT_CENTER_CM, REGION_EYE, REGION_FACE, VERTEX_REGIONS,
                                    default_ict_facekit_path, from_canonical, load_ict_facekit,
                                    to_canonical)
 from dphm.errors import ModelError
@@ -88,22 +88,40 @@ def test_closed_head_is_watertight(model, seed):
     assert 2500 < mesh.volume < 8000  # cm³; positive = outward normals
 
 
-def test_head_surface_union_with_eyeballs(model):
+def test_head_surface_is_the_union_with_the_eye_volumes(model):
     surf = model.head_surface(model.neutral)
     mesh = surf.trimesh()
     assert mesh.is_watertight and mesh.volume > 0
     hv, hf = model.closed_head(model.neutral)
     head_volume = trimesh.Trimesh(hv, hf, process=False).volume
-    # The eyeballs add the part of their volume that lies in front of the eye sockets.
+    # The eye volumes add the eyeballs' front and fill the lid margins: a few cm³ per eye.
     assert head_volume < mesh.volume < head_volume + 2 * 15.4
     counts = np.bincount(surf.face_region, minlength=3)
     assert counts[REGION_FACE] > 10000 and counts[REGION_EYE] > 200
     # Eye-labelled faces lie around the eyes (|x| 1.5–4.7 cm, y 2–5.2 cm in the neutral head).
     eye_centres = surf.vertices[surf.faces[surf.face_region == REGION_EYE]].mean(axis=1)
     assert np.all((np.abs(eye_centres[:, 0]) > 1.0) & (np.abs(eye_centres[:, 0]) < 5.5))
-    # The front of the open eye is on the surface: the most forward sclera vertex is on it.
+    # The front of the open eye is on the surface (within 0.5 mm: the hull spans the lid margins).
     front = model.neutral[model.region("sclera_left")][:, 2].argmax() + model.region("sclera_left").start
-    assert np.min(np.linalg.norm(surf.vertices - model.neutral[front], axis=1)) < 1e-3
+    near = mesh.sample(400_000, seed=0)
+    assert np.min(np.linalg.norm(near - model.neutral[front], axis=1)) < 0.05
+    # One genus-0 shell: no pockets at the sockets, no tunnels through the lids.
+    assert len(mesh.split(only_watertight=False)) == 1 and mesh.euler_number == 2
+
+
+def test_eye_volumes_are_closed_and_outward(model):
+    for (ids, faces), side in zip(model.eye_volume_topology(), ("left", "right")):
+        # Convex on the mean head with outward faces: socket and eyeball lie inside every face plane.
+        tri = model.neutral[ids][faces].astype(np.float64)
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        inner = model.neutral[np.r_[np.arange(*VERTEX_REGIONS[f"eye_socket_{side}"]),
+                                    np.arange(*VERTEX_REGIONS[f"sclera_{side}"])]]
+        assert (np.einsum("fk,pfk->pf", normal, inner[:, None] - tri[None, :, 0]) < 1e-4).all()
+        blink = np.zeros(len(model.expression_names), np.float32)
+        blink[model.expression_names.index(f"eyeBlink_{'L' if side == 'left' else 'R'}")] = 1.0
+        for v in (model.neutral, model.vertices(None, blink)):
+            m = trimesh.Trimesh(v[ids], faces, process=False)
+            assert m.is_watertight and m.is_winding_consistent and m.volume > 5.0  # cm³, outward
 
 
 def test_canonical_units(model):
@@ -133,3 +151,13 @@ def test_arkit_mapping(model):
     assert model.neutral[d.argmax(), 0] > 0
     with pytest.raises(ValueError):
         model.expression_weights_from_arkit({"eyeBlink_L": 1.0})
+
+
+def test_head_surface_does_not_depend_on_unit_or_pose(model):
+    """Camera coordinates (metres, y down, z away from the sensor) give the same surface."""
+    cm = model.head_surface(model.neutral)
+    rot = np.diag([1.0, -1.0, -1.0])
+    camera = model.head_surface(model.neutral @ rot.T / 100.0 + np.array([0.01, 0.02, 0.6]))
+    assert len(cm.faces) == len(camera.faces)
+    back = ((camera.vertices - np.array([0.01, 0.02, 0.6])) * 100.0) @ rot
+    np.testing.assert_allclose(np.sort(back, axis=0), np.sort(cm.vertices, axis=0), atol=2e-3)

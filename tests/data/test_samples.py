@@ -32,7 +32,7 @@ def test_surface_points_lie_on_the_watertight_head(kit, data):
     no = torch.zeros(1, dtype=torch.bool)
     neutral, posed = data.vertices(w_id, None, no), data.vertices(w_id, w_ex, no)
     b = data.sampler.sample(neutral, posed, no, no.long(), no.long(), torch.Generator().manual_seed(0))
-    surf = kit.head_surface(kit.vertices(w_id[0].numpy(), w_ex[0].numpy()))
+    surf = kit.head_surface(kit.vertices(w_id[0].numpy(), w_ex[0].numpy()), outer_shell_only=False)
     gt, _ = sample_surface(to_canonical(surf.vertices), surf.faces, 400_000)
     d, _ = cKDTree(gt).query(b.surface[0].numpy())
     valid = b.surface_valid[0].numpy() > 0

@@ -20,7 +20,7 @@ PINHOLE = Intrinsics(320, 288, 252.30, 252.37, 159.5, 143.5)
 
 @functools.lru_cache(maxsize=1)
 def head_mesh_canonical() -> tuple[np.ndarray, np.ndarray]:
-    """The ICT-FaceKit neutral head surface (closed head ∪ eyeballs) in canonical units."""
+    """The ICT-FaceKit neutral head surface (closed head ∪ eye volumes) in canonical units."""
     from dphm.data.ict_facekit import load_ict_facekit, to_canonical
 
     model = load_ict_facekit()

@@ -112,3 +112,22 @@ def test_cli_train_minutes_and_resume(tmp_path, shared_dir, monkeypatch, capsys)
     assert main(["train", "--config", "tiny", "--out", str(out), "--device", "cpu"]) == 2  # refuses to clobber
     assert main(["train", "--out", str(out), "--resume", "--minutes", "0", "--device", "cpu"]) == 0
     assert "at step 2/2" in capsys.readouterr().out
+
+
+def test_cli_init_warm_starts_from_a_model_file(tmp_path, shared_dir, monkeypatch):
+    monkeypatch.setenv("DPHM_ICT_FACEKIT", str(shared_dir / "ict-facekit" / "ict_facekit.npz"))
+    first = tmp_path / "first"
+    assert main(["train", "--config", "tiny", "--out", str(first), "--steps", "3", "--device", "cpu"]) == 0
+    source = HeadModel.load(first / EXPORT_NAME)
+    second = tmp_path / "second"
+    assert main(["train", "--config", "tiny", "--out", str(second), "--steps", "1", "--device", "cpu",
+                 "--init", str(first / EXPORT_NAME)]) == 0
+    tuned = HeadModel.load(second / EXPORT_NAME)
+    # One step from the source's weights and codes: close to them, far from a fresh initialisation.
+    assert (tuned.identity_codes - source.identity_codes).abs().max() < 0.02
+    delta = [(a - b).abs().max() for a, b in zip(tuned.state_dict().values(), source.state_dict().values())
+             if a.is_floating_point()]
+    assert max(delta) < 0.05
+    # A model of another configuration is refused with a clear error (exit 2).
+    assert main(["train", "--config", "default", "--out", str(tmp_path / "third"), "--steps", "1",
+                 "--device", "cpu", "--init", str(first / EXPORT_NAME)]) == 2

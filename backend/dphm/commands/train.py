@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop cleanly after this many minutes (checkpoint + export); resume later")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's total steps (new runs)")
+    parser.add_argument("--init", type=Path, default=None, metavar="HEAD_MODEL",
+                        help="new run: start from this model file's weights and codebooks (fine-tuning)")
     parser.add_argument("--nphm", type=Path, default=None,
                         help="train on an NPHM-layout folder (<subject>/<expression>/registration.ply) "
                         "instead of the synthetic ICT-FaceKit heads")
@@ -97,6 +99,9 @@ def run(args) -> int:
         if args.nphm is not None:
             cfg.dataset, cfg.dataset_path = "nphm", str(args.nphm)
         trainer = Trainer(cfg, args.out, args.device)
+        if args.init is not None:
+            trainer.warm_start(args.init)
+            log.info("starting from the weights and codebooks of %s", args.init)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     log.info("config %s on %s (%s): %d network parameters, %d identity codes × %d, %d expression codes × %d",
              trainer.cfg.name, trainer.device, trainer.precision, n_params, trainer.data.n_id_rows,

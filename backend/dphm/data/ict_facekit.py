@@ -19,9 +19,12 @@ The 4 extra upstream shapes (``PupilDilate_L/R``, ``cheekRaiser_L/R``) are not i
 only hole is the 54-edge neck cut; :meth:`IctFaceKit.closed_head` caps it with a centroid fan.
 The eye sockets are shallow pockets behind the eyelids into which the eyeballs are set, so a
 depth sensor looking at open eyes sees the front of the eyeball (the sclera/cornea mesh), not the
-socket. We therefore define the head volume as the **union of the closed head and both eyeball
-volumes** (the sclera meshes; the iris meshes lie inside them), computed with an exact mesh
-boolean (manifold3d). Its surface is watertight; each triangle is labelled face / non-face / eye
+socket. We therefore define the head volume as the **union of the closed head and both eye
+volumes**, computed with an exact mesh boolean (manifold3d). An eye volume is the eyeball (the
+sclera mesh; the iris lies inside it) fused with its socket and the lid margins (convex hull,
+:meth:`IctFaceKit.eye_volume_topology`): the plain head ∪ eyeballs has pockets between eyeball and
+socket and tunnels where the eyeball pokes through the lids, which a model would learn as holes
+at the eye corners. Its surface is watertight; each triangle is labelled face / non-face / eye
 so samplers can weight regions. Teeth, gums, tongue, eyelashes and the tear/blend strips are not
 part of the surface (the mouth socket already closes the mouth cavity; a sensor looking into an
 open mouth sees the socket wall).
@@ -72,6 +75,15 @@ VERTEX_REGIONS: dict[str, tuple[int, int]] = {
     "eye_occlusion": (25047, 25351),
     "eyelashes": (25351, 26719),
 }
+
+#: Lid skin within this distance (cm) of an eye socket is fused with the eyeball into one convex
+#: eye volume (:meth:`IctFaceKit.eye_volume_topology`): the plain union of head and eyeballs has
+#: pockets between eyeball and socket and tunnels where the eyeball pokes through the lids
+#: (``benchmarks/training_surface_topology.py``); fused, the head is one genus-0 surface.
+EYE_FUSE_CM = 0.6
+#: How far the back of an eye volume is pushed behind the socket, as a fraction of the volume's
+#: RMS radius (1.6 cm on the mean head, so ≈ 6 mm; :func:`push_eye_volume_back`).
+EYE_BACK_FRACTION = 0.37
 
 #: Per-face labels of :class:`HeadSurface`.
 REGION_FACE, REGION_NON_FACE, REGION_EYE = 0, 1, 2
@@ -131,7 +143,7 @@ class IctFaceKit:
     polygon_indices: np.ndarray  # (sum sizes,) int32
     metadata: dict  # parsed vertex_indices.json
     source: Path
-    _torch_cache: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         offsets = np.concatenate([[0], np.cumsum(self.polygon_sizes)])
@@ -217,15 +229,15 @@ class IctFaceKit:
         key = (str(ref.device), ref.dtype, None if vertex_ids is None else
                (vertex_ids.start, vertex_ids.stop) if isinstance(vertex_ids, slice)
                else np.asarray(vertex_ids).tobytes())
-        if key not in self._torch_cache:
+        if key not in self._cache:
             sel = slice(None) if vertex_ids is None else vertex_ids
             as_t = lambda a: torch.tensor(a[:, sel] if a.ndim == 3 else a[sel],
                                           dtype=ref.dtype, device=ref.device)
             nv = self.neutral[sel].shape[0]
-            self._torch_cache[key] = (as_t(self.neutral),
+            self._cache[key] = (as_t(self.neutral),
                                       as_t(self.identity_basis).reshape(self.identity_basis.shape[0], nv * 3),
                                       as_t(self.expression_basis).reshape(self.expression_basis.shape[0], nv * 3))
-        neutral, id_basis, ex_basis = self._torch_cache[key]
+        neutral, id_basis, ex_basis = self._cache[key]
         out = neutral.reshape(1, -1).expand(ref.shape[0], -1)
         if identity_w is not None:
             out = out + identity_w @ id_basis[: identity_w.shape[-1]]
@@ -267,8 +279,50 @@ class IctFaceKit:
             out.append((np.asarray(vertices)[start:stop], f))
         return out
 
-    def head_surface(self, vertices: np.ndarray) -> HeadSurface:
-        """The surface the head model must reproduce: closed head ∪ both eyeballs (watertight).
+    def eye_volume_topology(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per eye (left, right): vertex ids and triangles (local indices) of its *eye volume*.
+
+        An eye volume is the eyeball (sclera) fused with its eye socket and the lid skin within
+        :data:`EYE_FUSE_CM` of the socket: the convex hull of those vertices on the neutral mean
+        head. The triangulation is fixed, so every identity and expression gets the same closed
+        mesh, carried along by its vertices (what the on-the-fly training sampler needs).
+        """
+        if "eye_volumes" not in self._cache:
+            from scipy.spatial import ConvexHull, cKDTree
+
+            skin_ids = np.arange(VERTEX_REGIONS["eye_socket_left"][0])
+            skin = cKDTree(self.neutral[skin_ids])
+            out = []
+            for side in ("left", "right"):
+                socket = np.arange(*VERTEX_REGIONS[f"eye_socket_{side}"])
+                near = skin.query_ball_point(self.neutral[socket].astype(np.float64), EYE_FUSE_CM)
+                lids = skin_ids[np.unique(np.concatenate(near)).astype(np.int64)]
+                ids = np.unique(np.concatenate([np.arange(*VERTEX_REGIONS[f"sclera_{side}"]), socket, lids]))
+                hull = ConvexHull(self.neutral[ids].astype(np.float64))
+                used = np.unique(hull.simplices)  # interior vertices are not part of the hull
+                local = np.full(len(ids), -1, np.int64)
+                local[used] = np.arange(len(used))
+                faces = local[hull.simplices]
+                # ConvexHull orients facets arbitrarily: flip those whose normal points inwards.
+                p = self.neutral[ids[used]].astype(np.float64)
+                tri = p[faces]
+                normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+                inward = (normal * (tri.mean(1) - p.mean(0))).sum(1) < 0
+                faces[inward] = faces[inward][:, ::-1]
+                out.append((ids[used], faces))
+            self._cache["eye_volumes"] = out
+        return self._cache["eye_volumes"]
+
+    def eye_volumes(self, vertices: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The two closed eye volumes (left, right) of a mesh as (vertices, faces), local indices."""
+        vertices = np.asarray(vertices, np.float64)
+        return [(push_eye_volume_back(vertices[ids], ids), faces) for ids, faces in self.eye_volume_topology()]
+
+    def head_surface(self, vertices: np.ndarray, outer_shell_only: bool = True) -> HeadSurface:
+        """The surface the head model must reproduce: outer shell of closed head ∪ both eye volumes.
+
+        ``outer_shell_only=False`` keeps the small enclosed voids of the union too (sealed lips,
+        slivers between an eye volume and the lid skin; what the training sampler also draws).
 
         Face labels: REGION_FACE for the face region (vertices 0..9408), REGION_EYE for eyeball
         triangles (and eye-socket triangles that stay visible), REGION_NON_FACE for the rest.
@@ -278,7 +332,7 @@ class IctFaceKit:
         vertices = np.asarray(vertices, dtype=np.float64)
         hv, hf = self.closed_head(vertices)
         parts = [(hv, hf, _head_face_regions(hf))]
-        for ev, ef in self.eyeball_meshes(vertices):
+        for ev, ef in self.eye_volumes(vertices):
             parts.append((ev, ef, np.full(len(ef), REGION_EYE, np.uint8)))
         labels = np.concatenate([p[2] for p in parts])
         manifolds, first_id = [], 0
@@ -294,9 +348,44 @@ class IctFaceKit:
             first_id += len(f)
         union = manifold3d.Manifold.batch_boolean(manifolds, manifold3d.OpType.Add)
         out = union.to_mesh()
-        face_ids = np.asarray(out.face_id, dtype=np.int64)
-        return HeadSurface(np.asarray(out.vert_properties[:, :3], np.float64),
-                           np.asarray(out.tri_verts, np.int64), labels[face_ids])
+        faces = np.asarray(out.tri_verts, np.int64)
+        keep = _outer_shell(faces, len(out.vert_properties)) if outer_shell_only else np.ones(len(faces), bool)
+        face_ids = np.asarray(out.face_id, dtype=np.int64)[keep]
+        return HeadSurface(np.asarray(out.vert_properties[:, :3], np.float64), faces[keep], labels[face_ids])
+
+
+def _outer_shell(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """Faces (bool mask) of the largest edge-connected shell: drops enclosed voids (sealed lips,
+    slivers between eye volume and lid skin), which no sensor sees."""
+    import scipy.sparse
+    from scipy.sparse.csgraph import connected_components
+
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    graph = scipy.sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
+                                    shape=(n_vertices, n_vertices))
+    _, label = connected_components(graph, directed=False)
+    face_label = label[faces[:, 0]]
+    return face_label == np.bincount(face_label).argmax()
+
+
+def push_eye_volume_back(v, ids: np.ndarray):
+    """Eye-volume vertices ``v`` (…, n, 3; numpy or torch, any length unit and pose) of the ICT
+    vertex ids ``ids``, with the back half pushed out from the volume's centre by up to
+    :data:`EYE_BACK_FRACTION` of its RMS radius (≈ 6 mm), so that the volume still contains the
+    socket where another identity makes the fixed triangulation slightly concave. "Back" is
+    measured in the eye's own frame (away from the lid skin, towards the eyeball), so any rigid
+    pose gives the same shape; the back half is always inside the head, never seen."""
+    skin = np.flatnonzero(ids < VERTEX_REGIONS["eye_socket_left"][0])
+    ball = np.flatnonzero(ids >= VERTEX_REGIONS["sclera_left"][0])
+    front = v[..., skin, :].mean(-2) - v[..., ball, :].mean(-2)
+    front = front / (front[..., 0:1] ** 2 + front[..., 1:2] ** 2 + front[..., 2:3] ** 2) ** 0.5
+    d = v - v.mean(-2)[..., None, :]
+    sq = d[..., 0:1] ** 2 + d[..., 1:2] ** 2 + d[..., 2:3] ** 2
+    r = sq ** 0.5 + 1e-12
+    push = EYE_BACK_FRACTION * sq.mean(-2)[..., None, :] ** 0.5
+    f = front[..., None, :]
+    back = -(d[..., 0:1] * f[..., 0:1] + d[..., 1:2] * f[..., 1:2] + d[..., 2:3] * f[..., 2:3]) / r
+    return v + push * (back * (back > 0)) * d / r
 
 
 def _head_face_regions(faces: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ canonical units) :class:`MeshSampler` draws:
 
 - **surface** points with normals, stratified by region (face / non-face / eye) so that ~75 % lie
   on the face; an eye-region point is kept only where it lies on the union of the closed head and
-  the eyeballs (a nearest-vertex normal test against the other part; see ``valid``);
+  the separate closed parts (for ICT-FaceKit the eye volumes; a nearest-vertex normal test against
+  the other part; see ``valid``);
 - **near** points: surface points moved along the normal by δ ~ N(0, σ_near) (SDF target δ) and
   isotropic N(0, σ_wide) perturbations (eikonal only);
 - **far** points, uniform in the mesh's bounding box grown by ``far_margin`` (half of them by
@@ -25,10 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from . import splits
 from .ict_facekit import (HEAD_VERTEX_COUNT, ICT_CENTER_CM, REGION_EYE, REGION_FACE, REGION_NON_FACE, VERTEX_REGIONS,
-                          IctFaceKit, _head_face_regions, to_canonical)
+                          IctFaceKit, _head_face_regions, push_eye_volume_back, to_canonical)
 from ..canonical import UNITS_PER_METRE
 
 
@@ -87,14 +89,22 @@ class MeshTopology:
     face_part: torch.Tensor  # (F,) long: 0 = main surface, 1.. = separate closed parts (eyeballs)
     anchor_ids: torch.Tensor  # (A,) vertex ids of the anchors
     anchor_mirror: torch.Tensor  # (A,) anchor permutation of a mirrored head (pairs swapped)
-    part_vertices: list[torch.Tensor] = field(default_factory=list)  # per part ≥ 1: its vertex ids
-    eye_main_vertices: torch.Tensor | None = None  # main-surface vertices near the parts
+    near_part_faces: torch.Tensor | None = None  # main-surface face ids a +z ray from a part can cross
 
     def to(self, device: torch.device | str) -> "MeshTopology":
         mv = lambda t: None if t is None else t.to(device)
         return MeshTopology(mv(self.faces), mv(self.face_region), mv(self.face_part), mv(self.anchor_ids),
-                            mv(self.anchor_mirror), [mv(p) for p in self.part_vertices],
-                            mv(self.eye_main_vertices))
+                            mv(self.anchor_mirror), mv(self.near_part_faces))
+
+    @property
+    def n_parts(self) -> int:
+        """Number of separate closed parts besides the main surface."""
+        return int(self.face_part.max())
+
+
+#: Face label of a :class:`MeshTopology` for triangles that are never on the visible surface (not
+#: sampled): the eye sockets and the back halves of the eye volumes, always inside the head.
+REGION_HIDDEN = 3
 
 
 # ------------------------------------------------------------------------------- geometry helpers
@@ -132,12 +142,22 @@ def barycentric_points(vertices: torch.Tensor, faces: torch.Tensor, tri: torch.T
     return (corners.reshape(tri.shape[0], tri.shape[1], 3, 3) * bary.unsqueeze(-1)).sum(2)
 
 
-def _outside_by_nearest(points: torch.Tensor, verts: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
-    """(B,n) bool: points lie on the outer side of the nearest vertex's tangent plane."""
-    nearest = torch.cdist(points, verts).argmin(-1)  # (B,n)
-    v = torch.gather(verts, 1, nearest.unsqueeze(-1).expand(-1, -1, 3))
-    nv = torch.gather(normals, 1, nearest.unsqueeze(-1).expand(-1, -1, 3))
-    return ((points - v) * nv).sum(-1) > 0
+def inside_by_ray_parity(points: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(B,n) bool: points inside a closed mesh, by the parity of crossings of the +z ray.
+
+    ``faces`` may be a subset of the mesh, as long as it holds every face a +z ray from the
+    points can cross (e.g. the faces in front of a region).
+    """
+    tri = vertices[:, faces]  # (B,F,3,3)
+    a, e1, e2 = tri[:, :, 0], tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
+    den = e1[..., 0] * e2[..., 1] - e2[..., 0] * e1[..., 1]  # (B,F) 2× signed area seen along z
+    den = torch.where(den.abs() > 1e-12, den, torch.full_like(den, 1e-12))
+    w = points.unsqueeze(2) - a.unsqueeze(1)  # (B,n,F,3)
+    u = (w[..., 0] * e2[..., 1].unsqueeze(1) - e2[..., 0].unsqueeze(1) * w[..., 1]) / den.unsqueeze(1)
+    v = (e1[..., 0].unsqueeze(1) * w[..., 1] - w[..., 0] * e1[..., 1].unsqueeze(1)) / den.unsqueeze(1)
+    z = a[..., 2].unsqueeze(1) + u * e1[..., 2].unsqueeze(1) + v * e2[..., 2].unsqueeze(1)
+    hit = (u >= 0) & (v >= 0) & (u + v < 1) & (z > points[..., 2:3])
+    return hit.sum(-1) % 2 == 1
 
 
 # ------------------------------------------------------------------------------- the sampler
@@ -150,14 +170,10 @@ class MeshSampler:
         r = topology.face_region
         self.strata = {name: torch.nonzero(r == code).squeeze(1)
                        for name, code in (("face", REGION_FACE), ("eye", REGION_EYE), ("non_face", REGION_NON_FACE))}
-        self.corr_subset = torch.nonzero(r != REGION_EYE).squeeze(1)
-        # Faces around the eye-test vertices: enough for exact vertex normals there.
-        test = torch.zeros(int(topology.faces.max()) + 1, dtype=torch.bool, device=r.device)
-        for ids in topology.part_vertices + ([topology.eye_main_vertices] if topology.eye_main_vertices is not None else []):
-            test[ids] = True
-        self.eye_faces = topology.faces[test[topology.faces].any(-1)]
+        self.corr_subset = torch.nonzero((r != REGION_EYE) & (r != REGION_HIDDEN)).squeeze(1)
+        self.part_faces = [topology.faces[topology.face_part == k] for k in range(1, topology.n_parts + 1)]
 
-    def _surface(self, verts: torch.Tensor, fn: torch.Tensor, vn: torch.Tensor, flip: torch.Tensor,
+    def _surface(self, verts: torch.Tensor, fn: torch.Tensor,
                  gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
         cfg, topo = self.cfg, self.topo
         areas = fn.norm(dim=-1)
@@ -170,14 +186,13 @@ class MeshSampler:
             p = barycentric_points(verts, topo.faces, tri, bary)
             nr = torch.nn.functional.normalize(torch.gather(fn, 1, tri.unsqueeze(-1).expand(-1, -1, 3)), dim=-1)
             ok = torch.ones(p.shape[:2], dtype=torch.bool, device=p.device)
-            if name == "eye" and topo.part_vertices:
+            if name == "eye" and self.part_faces:
+                # A point is on the union's surface if it lies outside every other closed piece.
                 part = topo.face_part[tri]  # (B,n)
-                # Main-surface points must lie outside every part; part points outside the main surface.
-                for pv in topo.part_vertices:
-                    ok &= (part != 0) | _outside_by_nearest(p, verts[:, pv], vn[:, pv] * flip)
-                if topo.eye_main_vertices is not None:
-                    mv = topo.eye_main_vertices
-                    ok &= (part == 0) | _outside_by_nearest(p, verts[:, mv], vn[:, mv] * flip)
+                for k, faces in enumerate(self.part_faces, start=1):
+                    ok &= (part == k) | ~inside_by_ray_parity(p, verts, faces)
+                if topo.near_part_faces is not None:
+                    ok &= (part == 0) | ~inside_by_ray_parity(p, verts, topo.faces[topo.near_part_faces])
             pts.append(p)
             nrm.append(nr)
             valid.append(ok)
@@ -191,8 +206,7 @@ class MeshSampler:
         b, dev = posed.shape[0], posed.device
         flip = torch.where(mirrored, -1.0, 1.0).to(posed.dtype).view(b, 1, 1)  # mirroring flips winding
         fn_p = face_normals(posed, topo.faces) * flip
-        vn_p = vertex_normals(posed, self.eye_faces, face_normals(posed, self.eye_faces) * flip)
-        surf, nrm, valid, is_face = self._surface(posed, fn_p, vn_p, torch.ones_like(flip), gen)
+        surf, nrm, valid, is_face = self._surface(posed, fn_p, gen)
         # Near points along the normal (SDF ≈ δ) and wide isotropic perturbations.
         idx = torch.randint(0, surf.shape[1], (b, cfg.n_near + cfg.n_wide), device=dev, generator=gen)
         base = torch.gather(surf, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
@@ -278,39 +292,47 @@ def choose_anchors(vertices: np.ndarray, face_ids: np.ndarray, head_ids: np.ndar
 
 
 # ------------------------------------------------------------------------------- ICT-FaceKit
-#: ICT vertices used by the training surface: the open head, then both sclera meshes.
-def ict_vertex_ids() -> np.ndarray:
-    return np.concatenate([np.arange(HEAD_VERTEX_COUNT), np.arange(*VERTEX_REGIONS["sclera_left"]),
-                           np.arange(*VERTEX_REGIONS["sclera_right"])])
+def ict_vertex_ids(kit: IctFaceKit) -> np.ndarray:
+    """ICT vertices of the training surface: the open head, then both eye volumes' vertices.
+
+    Eye-volume vertices are separate copies (lid skin and socket vertices appear twice), so the
+    parts' vertex normals come from their own closed meshes only.
+    """
+    return np.concatenate([np.arange(HEAD_VERTEX_COUNT)] + [ids for ids, _ in kit.eye_volume_topology()])
 
 
 def ict_topology(kit: IctFaceKit, n_pairs: int = 16, n_midline: int = 7) -> tuple[MeshTopology, torch.Tensor]:
-    """Topology of closed head (neck cap) + both scleras over :func:`ict_vertex_ids` + cap centre.
+    """Topology of closed head (neck cap) + both eye volumes over :func:`ict_vertex_ids` + cap centre.
 
     Returns the topology and the neck-loop vertex ids (their mean is the cap centre, appended as
     the last vertex by :meth:`IctTrainingSet.vertices`).
     """
-    sel = ict_vertex_ids()
+    sel = ict_vertex_ids(kit)
     n_sel = len(sel)
     _, head_faces = kit.closed_head(kit.neutral)
     head_faces = np.where(head_faces == HEAD_VERTEX_COUNT, n_sel, head_faces)  # cap centre → last
     regions = [_head_face_regions(np.where(head_faces == n_sel, HEAD_VERTEX_COUNT, head_faces))]
     faces, parts = [head_faces], [np.zeros(len(head_faces), np.int64)]
-    part_vertices = []
     offset = HEAD_VERTEX_COUNT
-    for k, (ev, ef) in enumerate(kit.eyeball_meshes(kit.neutral), start=1):
-        faces.append(ef + offset)
-        regions.append(np.full(len(ef), REGION_EYE, np.uint8))
-        parts.append(np.full(len(ef), k, np.int64))
-        part_vertices.append(torch.arange(offset, offset + len(ev)))
-        offset += len(ev)
-    faces_np = np.concatenate(faces)
     template = to_canonical(np.concatenate([kit.neutral[sel], kit.neutral[kit._neck_loop].mean(0, keepdims=True)]))
-    # Main-surface vertices within 3 cm of the eyeballs (for the eye visibility test).
+    socket = (head_faces >= VERTEX_REGIONS["eye_socket_left"][0]) & (head_faces < HEAD_VERTEX_COUNT)
+    regions[0][socket.all(1)] = REGION_HIDDEN
+    for k, (ids, ef) in enumerate(kit.eye_volume_topology(), start=1):
+        faces.append(ef + offset)
+        v = template[offset:offset + len(ids)]
+        behind = v[ef].mean(1)[:, 2] < v[:, 2].mean()
+        regions.append(np.where(behind, REGION_HIDDEN, REGION_EYE).astype(np.uint8))
+        parts.append(np.full(len(ef), k, np.int64))
+        offset += len(ids)
+    faces_np = np.concatenate(faces)
+    # Head faces a +z ray from an eye volume can cross (the eye-volume visibility test): those whose
+    # template centroid lies within 1.5 cm (seen along z) of an eye-volume vertex and in front of
+    # the volumes' back minus 2 cm; identities and expressions move the eye region far less.
     eye_pts = template[HEAD_VERTEX_COUNT:n_sel]
-    head_pts = template[:HEAD_VERTEX_COUNT]
-    near_eye = np.flatnonzero(np.min(np.linalg.norm(head_pts[:, None] - eye_pts[None, ::8], axis=-1), axis=1)
-                              < 0.03 * UNITS_PER_METRE)
+    centroid = template[head_faces].mean(1)
+    footprint = cKDTree(eye_pts[:, :2]).query(centroid[:, :2])[0] < 0.015 * UNITS_PER_METRE
+    in_front = centroid[:, 2] > eye_pts[:, 2].min() - 0.02 * UNITS_PER_METRE
+    near_part_faces = np.flatnonzero(footprint & in_front)
     face_ids = np.arange(*VERTEX_REGIONS["narrow_face"])
     head_ids = np.concatenate([np.arange(*VERTEX_REGIONS["face"]), np.arange(*VERTEX_REGIONS["head_and_neck"])])
     anchor_ids, perm = choose_anchors(template, face_ids, head_ids, n_pairs, n_midline)
@@ -318,7 +340,7 @@ def ict_topology(kit: IctFaceKit, n_pairs: int = 16, n_midline: int = 7) -> tupl
                         face_region=torch.from_numpy(np.concatenate(regions).astype(np.int64)),
                         face_part=torch.from_numpy(np.concatenate(parts)),
                         anchor_ids=torch.from_numpy(anchor_ids), anchor_mirror=torch.from_numpy(perm),
-                        part_vertices=part_vertices, eye_main_vertices=torch.from_numpy(near_eye).long())
+                        near_part_faces=torch.from_numpy(near_part_faces).long())
     return topo, torch.from_numpy(kit._neck_loop.copy())
 
 
@@ -350,7 +372,7 @@ class IctTrainingSet:
         self.topology = topo.to(self.device)
         self.neck_loop = self.neck_loop.to(self.device)
         self.sampler = MeshSampler(self.topology, samples)
-        self.vertex_ids = ict_vertex_ids()
+        self.vertex_ids = ict_vertex_ids(kit)
         self.id_weights = torch.from_numpy(splits.training_identity_weights(
             config.n_identities, config.n_identity_modes)).to(self.device)
         ex = splits.training_expression_weights(config.n_identities * config.n_expressions, kit.expression_names)
@@ -374,6 +396,11 @@ class IctTrainingSet:
     def vertices(self, id_w: torch.Tensor, ex_w: torch.Tensor | None, mirrored: torch.Tensor) -> torch.Tensor:
         """Canonical vertices (B, V_sel+1, 3) of the training surface (cap centre last)."""
         v = self.kit.vertices_torch(id_w, ex_w, vertex_ids=self.vertex_ids)
+        start = HEAD_VERTEX_COUNT
+        for ids, _ in self.kit.eye_volume_topology():
+            v = torch.cat([v[:, :start], push_eye_volume_back(v[:, start:start + len(ids)], ids),
+                           v[:, start + len(ids):]], 1)
+            start += len(ids)
         v = torch.cat([v, v[:, self.neck_loop].mean(1, keepdim=True)], 1)
         v = (v - self._centre) * self._scale
         sign = torch.ones(v.shape[0], 1, 3, dtype=v.dtype, device=v.device)

@@ -3,7 +3,7 @@
 Two protocols, both in camera metres with results in millimetres:
 
 - **bidirectional** (recipe §7.1, :func:`dphm.eval.metrics.mesh_to_mesh`): the predicted mesh
-  against the exact ground-truth surface (ICT closed head ∪ eyeballs,
+  against the exact ground-truth surface (outer shell of ICT closed head ∪ eye volumes,
   :meth:`IctFaceKit.head_surface`) for the full head and for the face region (samples within
   ``FACE_RADIUS_M`` of the ground truth's face-region vertices, like NPHM's 0.04-unit rule);
   samples of either mesh below the plane of the ground truth's neck cut are ignored (NPHM cuts

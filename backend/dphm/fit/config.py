@@ -22,8 +22,8 @@ class LossWeights:
 
     surface: float = 2.0  # truncated mean |SDF| at observed points
     normals: float = 0.05  # 1 − cos(∇SDF, observed outward normal)
-    prior_identity: float = 8.0  # diffusion regulariser on z_id (raw-code units, DiffusionPrior.regulariser_scale; swept in docs/priors.md)
-    prior_expression: float = 40.0  # diffusion regulariser on z_ex (raw-code units; swept in docs/priors.md)
+    prior_identity: float = 0.5  # diffusion regulariser on z_id (raw-code units, DiffusionPrior.regulariser_scale; swept in docs/priors.md)
+    prior_expression: float = 2.0  # diffusion regulariser on z_ex (raw-code units; swept in docs/priors.md)
     l2_identity: float = 0.25  # fallback ‖z_id − z_mean‖² when no identity prior is shipped
     l2_expression: float = 0.05  # fallback ‖z_ex‖² per frame when no expression prior is shipped
     smooth_expression: float = 1.0  # ‖z_i − z_{i−1}‖²

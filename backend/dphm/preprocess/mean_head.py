@@ -42,7 +42,7 @@ def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
 
 def build_mean_head(num_points: int = 6000, neck_below_chin_cm: float = 8.0,
                     rigidity_scale_cm: float = 0.5, seed: int = 0) -> dict:
-    """Sample the ICT-FaceKit neutral head surface (closed head ∪ eyeballs) evenly.
+    """Sample the ICT-FaceKit neutral head surface (closed head ∪ eye volumes) evenly.
 
     Points more than ``neck_below_chin_cm`` below the chin (the lower neck and the cap closing the
     neck hole, which no sensor sees) are dropped. ``rigidity`` = 1 / (1 + (m / scale)²) with m the

@@ -8,7 +8,7 @@ Two bars, both with the network frozen:
     optimising only the expression code (:func:`fit_expression`).
 
 Ground truth comes from :func:`heldout_heads`: held-out identity weights and held-out
-expression combinations of ICT-FaceKit, as the exact watertight surface (closed head ∪ eyeballs,
+expression combinations of ICT-FaceKit, as the exact watertight surface (closed head ∪ eye volumes,
 :meth:`IctFaceKit.head_surface`) in canonical units. For (b) the "known" identity is the code
 fitted in (a) for the same head. Metrics (chamfer, normal consistency, F-score) and meshing come
 from :mod:`dphm.eval.metrics` and :mod:`dphm.meshing`; :func:`evaluate_heldout` calls them.

@@ -114,7 +114,7 @@ def train_prior(codebook: torch.Tensor | np.ndarray, config: PriorTrainConfig | 
         p.requires_grad_(False)
     opt = torch.optim.Adam(model.denoiser.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
-    x_all = prior.normalise(codes).to(device)
+    x_all = prior.normalise(codes.to(device))
     probs = None
     if weights is not None:
         probs = torch.as_tensor(np.asarray(weights), dtype=torch.float32).to(device)

@@ -133,6 +133,19 @@ class Trainer:
         self.model.save(path, half=True)
         return path
 
+    def warm_start(self, model_path: str | Path) -> None:
+        """Start from a trained model file: its weights and codebooks (same config and dataset);
+        the optimiser states and the lr schedule start afresh (warm-up included)."""
+        src = HeadModel.load(model_path)
+        if src.config.to_dict() != self.cfg.model.to_dict():
+            raise ConfigError(f"--init {model_path}: its model config differs from the {self.cfg.name!r} preset's")
+        if src.identity_codes.shape != self.id_opt.table.shape or src.expression_codes.shape != self.ex_opt.table.shape:
+            raise ConfigError(f"--init {model_path}: its codebooks ({tuple(src.identity_codes.shape)}, "
+                              f"{tuple(src.expression_codes.shape)}) do not match this dataset's")
+        self.model.load_state_dict(src.state_dict())
+        self.id_opt.table.copy_(src.identity_codes.to(self.device))
+        self.ex_opt.table.copy_(src.expression_codes.to(self.device))
+
     @classmethod
     def resume(cls, out_dir: str | Path, device: str | torch.device | None = None) -> "Trainer":
         ckpt = load_checkpoint(Path(out_dir) / CHECKPOINT_NAME)
