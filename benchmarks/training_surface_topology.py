@@ -12,8 +12,9 @@ union (manifold3d) of the neck-capped head with
 - *eye volumes*: what the model trains on, :meth:`IctFaceKit.eye_volumes` — each eyeball fused
   with its socket and the lid skin within ``EYE_FUSE_CM`` (fixed convex-hull triangulation);
 
-and reports the number of components, the genus of the outer shell and how far the eye volumes
-move the surface (largest distance from the fused surface to the plain one).
+and reports the solid pieces, the enclosed voids (inward-facing shells: pockets between eyeball and
+socket, sealed lips; invisible, and dropped by ``head_surface``), the genus of the largest piece
+and how far the eye volumes move the surface (largest distance from the fused to the plain one).
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def union(kit, v: np.ndarray, eyes: str) -> trimesh.Trimesh:
     return trimesh.boolean.union(meshes, engine="manifold")
 
 
-def topology(mesh: trimesh.Trimesh) -> tuple[int, int]:
-    """(components, genus of the largest)."""
+def topology(mesh: trimesh.Trimesh) -> tuple[int, int, int]:
+    """(solid pieces, enclosed voids, genus of the largest piece); a void is an inward-facing shell."""
     shells = sorted(mesh.split(only_watertight=False), key=lambda m: len(m.faces), reverse=True)
-    return len(shells), int(round((2 - shells[0].euler_number) / 2))
+    voids = sum(m.volume < 0 for m in shells)
+    return len(shells) - voids, voids, int(round((2 - shells[0].euler_number) / 2))
 
 
 def largest_move_mm(fused: trimesh.Trimesh, original: trimesh.Trimesh, n: int = 200_000) -> float:
@@ -58,7 +60,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     ex = (splits.training_expression_weights(args.identities, kit.expression_names)
           if args.expressions else [None] * args.identities)
-    rows: dict[str, list[tuple[int, int]]] = {"eyeballs": [], "volumes": []}
+    rows: dict[str, list[tuple[int, int, int]]] = {"eyeballs": [], "volumes": []}
     moves = []
     for i in range(args.identities):
         v = kit.vertices(rng.standard_normal(kit.identity_basis.shape[0]), ex[i])
@@ -68,10 +70,10 @@ def main() -> None:
         moves.append(largest_move_mm(meshes["volumes"], meshes["eyeballs"]))
     pose = "training expressions" if args.expressions else "neutral"
     for eyes, label in (("eyeballs", "head ∪ eyeballs"), ("volumes", f"head ∪ eye volumes ({EYE_FUSE_CM * 10:g} mm)")):
-        comps, genus = np.array(rows[eyes]).T
-        print(f"{args.identities} random identities, {pose}, {label}: one component {int((comps == 1).sum())}, "
-              f"genus 0 {int((genus == 0).sum())}, components median {np.median(comps):.0f} (max {comps.max()}), "
-              f"genus median {np.median(genus):.0f} (max {genus.max()})")
+        solids, voids, genus = np.array(rows[eyes]).T
+        print(f"{args.identities} random identities, {pose}, {label}: one solid piece {int((solids == 1).sum())}, "
+              f"genus 0 {int((genus == 0).sum())} (median {np.median(genus):.0f}, max {genus.max()}), "
+              f"enclosed voids median {np.median(voids):.0f} (max {voids.max()})")
     print(f"eye volumes move the surface by at most {np.median(moves):.1f} mm (median over heads), "
           f"{max(moves):.1f} mm (max) (area samples; ~1 mm is sampling spacing)")
 

@@ -5,8 +5,8 @@ canonical units) :class:`MeshSampler` draws:
 
 - **surface** points with normals, stratified by region (face / non-face / eye) so that ~75 % lie
   on the face; an eye-region point is kept only where it lies on the union of the closed head and
-  the separate closed parts (for ICT-FaceKit the eye volumes; a nearest-vertex normal test against
-  the other part; see ``valid``);
+  the separate closed parts (for ICT-FaceKit the eye volumes): outside every other closed piece
+  by the parity of +z ray crossings (:func:`inside_by_ray_parity`; see ``valid``);
 - **near** points: surface points moved along the normal by δ ~ N(0, σ_near) (SDF target δ) and
   isotropic N(0, σ_wide) perturbations (eikonal only);
 - **far** points, uniform in the mesh's bounding box grown by ``far_margin`` (half of them by
@@ -22,7 +22,7 @@ anchors relabelled L↔R. All coordinates are canonical model units.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -112,15 +112,6 @@ def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Unnormalised face normals (B,F,3) (length = 2 × area)."""
     tri = vertices[:, faces]  # (B,F,3,3)
     return torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, fn: torch.Tensor | None = None) -> torch.Tensor:
-    """Area-weighted unit vertex normals (B,V,3)."""
-    fn = face_normals(vertices, faces) if fn is None else fn
-    out = torch.zeros_like(vertices)
-    for k in range(3):
-        out.index_add_(1, faces[:, k], fn)
-    return torch.nn.functional.normalize(out, dim=-1)
 
 
 def sample_triangles(areas: torch.Tensor, subset: torch.Tensor, n: int,
@@ -295,8 +286,8 @@ def choose_anchors(vertices: np.ndarray, face_ids: np.ndarray, head_ids: np.ndar
 def ict_vertex_ids(kit: IctFaceKit) -> np.ndarray:
     """ICT vertices of the training surface: the open head, then both eye volumes' vertices.
 
-    Eye-volume vertices are separate copies (lid skin and socket vertices appear twice), so the
-    parts' vertex normals come from their own closed meshes only.
+    Eye-volume vertices are separate copies (lid skin and socket vertices appear twice): the
+    volumes' back halves are moved (:func:`push_eye_volume_back`) without moving the skin.
     """
     return np.concatenate([np.arange(HEAD_VERTEX_COUNT)] + [ids for ids, _ in kit.eye_volume_topology()])
 
