@@ -303,11 +303,10 @@ class IctFaceKit:
                 local = np.full(len(ids), -1, np.int64)
                 local[used] = np.arange(len(used))
                 faces = local[hull.simplices]
-                # ConvexHull orients facets arbitrarily: flip those whose normal points inwards.
-                p = self.neutral[ids[used]].astype(np.float64)
-                tri = p[faces]
-                normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-                inward = (normal * (tri.mean(1) - p.mean(0))).sum(1) < 0
+                # Qhull lists facet corners in any order; its facet equations hold the outward normals.
+                tri = self.neutral[ids[used]].astype(np.float64)[faces]
+                winding = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+                inward = (winding * hull.equations[:, :3]).sum(1) < 0
                 faces[inward] = faces[inward][:, ::-1]
                 out.append((ids[used], faces))
             self._cache["eye_volumes"] = out
