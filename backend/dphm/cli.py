@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import DphmError
+from .memory import keep_freed_memory
 
 # name → (module, one-line help). The help is repeated here so --help needs no import.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    keep_freed_memory()  # CPU tensors: reuse freed heap memory instead of page-faulting it in again
     module = importlib.import_module(COMMANDS[args.command][0])
     sub = argparse.ArgumentParser(prog=f"dphm {args.command}", description=module.HELP)
     module.configure(sub)
