@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from ..meshing import MeshingConfig
 
     model, id_prior, ex_prior, device = load_sampler(args.weights, args.priors, args.device)
-    resolution = args.resolution or (256 if str(device).startswith("cuda") else 128)
+    resolution = args.resolution if args.resolution is not None else 256 if str(device).startswith("cuda") else 128
     summary = sample_heads(model.sdf, id_prior, ex_prior, args.n, args.seed, args.out, args.expression,
                            args.steps, MeshingConfig(resolution=resolution, device=device), device)
     print(f"wrote {args.n} heads to {args.out} in {summary['total_s']:.1f} s")

@@ -356,15 +356,10 @@ class IctFaceKit:
 def _outer_shell(faces: np.ndarray, n_vertices: int) -> np.ndarray:
     """Faces (bool mask) of the largest edge-connected shell: drops enclosed voids (sealed lips,
     slivers between eye volume and lid skin), which no sensor sees."""
-    import scipy.sparse
-    from scipy.sparse.csgraph import connected_components
+    from ..meshing.marching import face_components
 
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    graph = scipy.sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
-                                    shape=(n_vertices, n_vertices))
-    _, label = connected_components(graph, directed=False)
-    face_label = label[faces[:, 0]]
-    return face_label == np.bincount(face_label).argmax()
+    label = face_components(faces, n_vertices)
+    return label == np.bincount(label).argmax()
 
 
 def push_eye_volume_back(v, ids: np.ndarray):

@@ -211,18 +211,22 @@ def grid_to_mesh(grid: np.ndarray, box_min: np.ndarray, spacing: np.ndarray, sta
     return Mesh(verts, faces, stats)
 
 
-def _largest_component(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def face_components(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """Edge-connected component label of every triangle (F,) of a mesh with ``n_vertices``."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])  # the third edge adds no connection
+    adj = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n_vertices, n_vertices))
+    return connected_components(adj, directed=False)[1][faces[:, 0]]
+
+
+def _largest_component(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     nv = len(verts)
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
-    adj = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(nv, nv))
-    n_comp, labels = connected_components(adj, directed=False)
-    if n_comp <= 1:
+    face_label = face_components(faces, nv)
+    counts = np.bincount(face_label)
+    if (counts > 0).sum() <= 1:
         return verts, faces, 0
-    face_label = labels[faces[:, 0]]
-    counts = np.bincount(face_label, minlength=n_comp)
     keep_label = int(np.argmax(counts))
     keep_faces = faces[face_label == keep_label]
     used = np.unique(keep_faces)
