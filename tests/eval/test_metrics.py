@@ -17,7 +17,7 @@ def unit_sphere() -> trimesh.Trimesh:
 
 def test_identical_meshes_score_perfectly(unit_sphere):
     m = mesh_to_mesh(unit_sphere, unit_sphere, n_points=20_000, mm_per_unit=1000.0, taus_mm=(1, 5))
-    assert m.chamfer_l1_mm == 0 and m.chamfer_l2_mm2 == 0
+    assert m.chamfer_l1_mm == pytest.approx(0.0, abs=1e-9) and m.chamfer_l2_mm2 == pytest.approx(0.0, abs=1e-12)
     assert m.normal_consistency == pytest.approx(1.0)
     assert m.fscore == {1.0: 1.0, 5.0: 1.0}
 
@@ -45,7 +45,7 @@ def test_units_and_face_region(unit_sphere):
     assert face.n_pred < 0.05 * 20_000 and face.n_gt < 0.05 * 20_000
     # a bump confined to the +z cap dominates the face metric but not the full-head one
     bumped = unit_sphere.copy()
-    bumped.vertices[bumped.vertices[:, 2] > 0.8] *= 1.02
+    bumped.vertices[bumped.vertices[:, 2] > 0.8] *= 1.04  # 10 mm
     face = mesh_to_mesh(bumped, unit_sphere, n_points=20_000, region_points=region, region_radius=0.3)
     full = mesh_to_mesh(bumped, unit_sphere, n_points=20_000)
     assert face.fscore[5.0] < 0.5 < full.fscore[5.0]
@@ -84,3 +84,25 @@ def test_closest_points_match_brute_force():
     brute = np.array([np.linalg.norm(trimesh.triangles.closest_point(tris, np.repeat(p[None], len(tris), 0)) - p,
                                      axis=1).min() for p in pts[:40]])
     np.testing.assert_allclose(dist[:40], brute, atol=1e-9)
+
+
+def test_closest_points_are_exact_next_to_large_triangles():
+    """A coarse box beside a fine sphere: the box's few large faces must still be found."""
+    box = trimesh.creation.box((1.0, 1.0, 1.0))
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.3)
+    sphere.apply_translation((2.0, 0.0, 0.0))
+    mesh = trimesh.util.concatenate([box, sphere])
+    rng = np.random.default_rng(2)
+    pts = np.column_stack([rng.uniform(-0.45, 0.45, 500), rng.uniform(-0.45, 0.45, 500), np.full(500, 0.5 + 0.01)])
+    _, dist, face = closest_points_on_mesh(mesh, pts)
+    np.testing.assert_allclose(dist, 0.01, atol=1e-9)
+    assert face.max() < len(box.faces)  # indices of the input mesh's own faces
+
+
+def test_independent_samplings_of_one_surface_have_no_floor(unit_sphere):
+    """Two triangulations of the same surface score ~0, unlike the KD-tree-on-samples protocol."""
+    finer = unit_sphere.subdivide()
+    exact = mesh_to_mesh(unit_sphere, finer, n_points=20_000, mm_per_unit=1000.0)
+    sampled = mesh_to_mesh(unit_sphere, finer, n_points=20_000, mm_per_unit=1000.0, exact=False)
+    assert exact.chamfer_l1_mm < 1e-3
+    assert sampled.chamfer_l1_mm > 5.0  # ½ sample spacing on a 12.6 m² sphere at 20k samples ≈ 12 mm

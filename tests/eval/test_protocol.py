@@ -56,7 +56,7 @@ def test_neck_cut_and_face_region(gt_surface):
     assert 0.8 < gt_surface.above_neck(p).mean() < 0.97
     assert not gt_surface.above_neck(gt_surface.neck_point[None])[0]
     m = frame_fidelity(gt_surface.mesh, gt_surface, n_points=20_000)
-    assert m["full"]["chamfer_l1_mm"] == 0 and m["face"]["chamfer_l1_mm"] == 0
+    assert m["full"]["chamfer_l1_mm"] < 1e-3 and m["face"]["chamfer_l1_mm"] < 1e-3  # exact distances: no floor
     assert m["face"]["n_gt"] < 0.6 * m["full"]["n_gt"]
 
 

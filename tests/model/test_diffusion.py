@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dphm.errors import ModelError
+from dphm.errors import ConfigError, ModelError
 from dphm.model.diffusion import (DenoiserConfig, DiffusionPrior, GaussianDiffusion, ResMLPDenoiser,
                                   UNet1DDenoiser, cosine_alphas_cumprod, load_priors)
 from dphm.train.priors import PriorTrainConfig, train_model_priors, train_prior
@@ -159,3 +159,21 @@ def test_train_model_priors_writes_loadable_pair(tmp_path):
     half = type(ex_p).load(tmp_path / "half.pt")
     torch.testing.assert_close(half.sample(2, steps=5, seed=0), ex_p.sample(2, steps=5, seed=0),
                                atol=2e-2 * float(ex_p.code_std.max()), rtol=0)
+
+
+def test_expression_prior_holds_the_neutral_expression():
+    """With a neutral share, the expression prior's samples include z_ex ≈ 0 (the rest face);
+    without it, a codebook of posed scans only puts no mass there."""
+    g = torch.Generator().manual_seed(3)
+    posed = torch.tensor([1.0, -1.0, 0.5, 0.0]) + 0.1 * torch.randn(256, 4, generator=g)
+    ids = _codebook(8)
+    cfg, id_cfg = PriorTrainConfig.tiny(steps=600), PriorTrainConfig.tiny(steps=1)
+
+    def neutral_fraction(share: float) -> float:
+        _, ex_p = train_model_priors(ids, posed, None, id_cfg, cfg, neutral_share=share)
+        return float((ex_p.sample(400, steps=20, seed=0).norm(dim=1) < 0.4).float().mean())
+
+    assert neutral_fraction(0.0) < 0.05
+    assert 0.25 < neutral_fraction(0.5) < 0.75
+    with pytest.raises(ConfigError, match="neutral_share"):
+        train_model_priors(ids, posed, None, id_cfg, cfg, neutral_share=1.0)

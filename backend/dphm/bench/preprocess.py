@@ -5,6 +5,8 @@ identities, expressions, noise, torso and wall), preprocesses them twice — onc
 frame to frame as ``dphm preprocess`` does, once detecting every frame from scratch (pose
 initialisation without a previous pose) — and reports per-stage milliseconds and the rotation
 (degrees) and translation (millimetres, the canonical origin's position) errors against ``gt.npz``.
+``sequential_ms_per_frame`` is the pose stage that no worker thread can take over:
+``frames_per_s_bound`` = 1000 / it is the rate enough cores would reach (``--workers``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "from identity mismatch)")
     parser.add_argument("--expressions", type=float, default=1.0,
                         help="expression strength (0 = neutral face)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="preprocessing threads (default: PreprocessConfig's, min(4, CPU count); "
+                        "0 = in-process)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
 
 
@@ -59,18 +64,21 @@ def _stats(values: list[float]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..preprocess.pipeline import PreprocessConfig, preprocess_frame, preprocess_recording
+    from ..preprocess.pipeline import (PreprocessConfig, default_workers, preprocess_frame,
+                                       preprocess_recording)
     from ..recording import open_recording
     from ..simulate.ground_truth import load_ground_truth
     from ..simulate.output import simulate_recording
     from ..simulate.simulator import SimulationConfig
 
-    config = PreprocessConfig()
+    config = PreprocessConfig(workers=args.workers)
     tracked_rot, tracked_trans, detect_rot, detect_trans = [], [], [], []
     missed_tracked = missed_detect = 0
     stage_ms: dict[str, list[float]] = {}
     frame_ms: list[float] = []
     frame_cpu_ms: list[float] = []  # process CPU time: less sensitive to other load on the machine
+    sequential_ms: list[float] = []  # the pose stage, which no worker can take over
+    look_ahead: list[bool] = []
     detect_ms: list[float] = []
     redetections = 0
     yaw_range, pitch_range = (np.inf, -np.inf), (np.inf, -np.inf)
@@ -99,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
                     for stage, ms in obs.stats.get("ms", {}).items():
                         stage_ms.setdefault(stage, []).append(ms)
                     redetections += bool(obs.stats.get("pose_detected")) and obs.frame_index > 0
+                    sequential_ms.append(obs.stats.get("sequential_ms", 0.0))
+                    if "look_ahead" in obs.stats:
+                        look_ahead.append(bool(obs.stats["look_ahead"]))
                 r, t, m = _errors(tracked, gt)
                 tracked_rot += r
                 tracked_trans += t
@@ -120,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
         "tracked": {"ms_per_frame": float(np.mean(frame_ms)),
                     "cpu_ms_per_frame": float(np.mean(frame_cpu_ms)),
                     "ms_per_stage": {k: float(np.mean(v)) for k, v in stage_ms.items()},
+                    "workers": config.workers if config.workers is not None else default_workers(),
+                    "sequential_ms_per_frame": float(np.mean(sequential_ms)),
+                    "frames_per_s_bound": 1000.0 / max(float(np.mean(sequential_ms)), 1e-9),
+                    "look_ahead_hits": float(np.mean(look_ahead)) if look_ahead else None,
                     "rotation_error_deg": _stats(tracked_rot),
                     "translation_error_mm": _stats(tracked_trans),
                     "frames_without_head": missed_tracked, "re_detections": int(redetections)},

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..executors import InlineExecutor
+
 HELP = "tracking fidelity vs simulated ground truth (rows, sweeps) and speed per phase"
 FORMAT = "dphm-bench-tracking-v1"
 ROWS = ("ours", "no_prior", "3dmm")
@@ -73,6 +75,7 @@ class Settings:
     dense_frames: dict = field(default_factory=lambda: {"cpu": 1, "cuda": 2})
     workers: int = 0
     time_limit_s: float | None = None  # no new tracking run starts after this (partial JSON)
+    rescore: bool = False  # score matching finished runs in the work folder again instead of re-tracking
 
 
 def quick_settings(device: str) -> Settings:
@@ -105,6 +108,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated parts to run: fidelity, sweeps, speed (default all)")
     parser.add_argument("--time-limit", type=float, default=None,
                         help="seconds after which no new tracking run starts; the JSON then holds what finished")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score finished tracking runs in --work again instead of re-tracking them (same "
+                             "config and model, weights not modified since the run): for metric changes")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke size (tiny preset, 1 sequence × 4 frames, sweep end points; minutes)")
     parser.add_argument("--model", type=Path, default=None, help="head model (default: shipped)")
@@ -125,6 +131,7 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     if args.eval_every is not None:
         s.sweep_eval_every = args.eval_every
     s.time_limit_s = args.time_limit
+    s.rescore = bool(getattr(args, "rescore", False))
     cuda = args.device.startswith("cuda")
     s.speed_devices = (args.device, "cpu") if cuda else ("cpu",)
     s.workers = args.workers if args.workers is not None else (max(1, min(12, (os.cpu_count() or 2) - 4)) if cuda else 0)
@@ -224,21 +231,6 @@ def _worker_init() -> None:
     import torch
 
     torch.set_num_threads(1)
-
-
-class InlineExecutor:
-    """``submit`` runs the job at once (``--workers 0``: a loaded 2-core machine)."""
-
-    def submit(self, fn, *args, **kwargs) -> Future:
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # noqa: BLE001 - handed to the caller through the future
-            fut.set_exception(err)
-        return fut
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        pass
 
 
 def simulate_sequence(seq: Sequence, folder: Path) -> float:
@@ -561,6 +553,12 @@ def run_fidelity(s: Settings, parts: set[str], work: Path, out: Path, model: Pat
             timings["preprocess_s"] += obs_jobs[r.obs_key].result() if r.row == "ours" else 0.0
             cfg = dataclasses.replace(track_cfg, priors=(r.row == "ours"))
             run_dir = work / "runs" / r.key
+            if s.rescore and finished_run_matches(run_dir, cfg, model, priors):
+                timings.setdefault("rescored_runs", []).append(r.key)
+                log.info("rescoring %s (tracked %s)", r.key, json.loads((run_dir / "meta.json").read_text())["created"])
+                jobs[r.key] = pool.submit(evaluate_tracker_run, run_dir, work / "sequences" / r.sequence.name,
+                                          obs_path, r.eval_frames(), s.metric_points, _render_frames(r, s, render_seq))
+                continue
             t1 = time.perf_counter()
             summary = track(work / "sequences" / r.sequence.name, run_dir, cfg, device=s.device, model=model,
                             priors_dir=priors, restart=True, observations=Observations.load(obs_path))
@@ -602,6 +600,24 @@ def run_fidelity(s: Settings, parts: set[str], work: Path, out: Path, model: Pat
     if renders:
         _save_renders(out / "renders.npz", renders)
     return assemble(layout, results, timings)
+
+
+def finished_run_matches(run_dir: Path, cfg, model: Path | None, priors: Path | None) -> bool:
+    """Whether ``run_dir`` holds a finished tracking run of this config and model whose weights
+    (head model, priors) were not modified after it was made, so its frames can be scored again."""
+    from ..model.diffusion import PRIOR_FILES, default_priors_dir
+    from ..model.head import default_weights_path
+
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+        made = (run_dir / "frames.npz").stat().st_mtime
+    except (OSError, ValueError):
+        return False
+    model_path = Path(model) if model else default_weights_path()
+    weights = [model_path] + [Path(priors or default_priors_dir()) / f for f in PRIOR_FILES.values()]
+    same_config = meta.get("config") == json.loads(json.dumps(cfg.to_dict(), default=_json_default))
+    return (same_config and meta.get("model") == str(model_path)
+            and all(not w.exists() or w.stat().st_mtime < made for w in weights))
 
 
 def _row_of(key: str) -> str:

@@ -4,11 +4,17 @@ All distances are reported in **millimetres**: inputs are in some length unit an
 ``mm_per_unit`` converts (default :data:`dphm.canonical.MM_PER_UNIT`, canonical model units;
 use 1000 for metres).
 
-- :func:`mesh_to_mesh`: bidirectional metrics on area-weighted surface samples:
+- :func:`mesh_to_mesh`: bidirectional metrics on area-weighted surface samples of each mesh,
+  measured to the *other mesh's surface* (exact closest point), not to its samples:
   Chamfer-L1 = ½(mean acc + mean comp), Chamfer-L2 = ½(mean acc² + mean comp²) (mm²),
-  normal consistency = ½(mean |n·n_nn| both ways), F-score@τ = 2PR/(P+R).
+  normal consistency = ½(mean |n·n_closest| both ways), F-score@τ = 2PR/(P+R).
   ``region_points`` restricts both sample sets to points within ``region_radius`` of them
   (the "face" variant).
+
+  The recipe's KD-tree version (nearest *sample* of the other mesh) is the limit of this one for
+  infinitely many samples; at a finite count it adds a floor of about ½ the sample spacing: a
+  perfect ICT head reconstruction scores 0.80 mm face Chamfer-L1 against itself at 100k samples,
+  0.50 mm at 250k (NPHM's count), 0.25 mm at 1M. ``exact=False`` keeps that version for comparison.
 - :func:`points_to_mesh`: one-directional depth-points → closest point on the mesh
   ("chamfer_l1" = mean |dx|+|dy|+|dz|, "chamfer_l2" = mean Euclidean distance, mean |cos| of
   normals against the closest face's normal, recall@τ).
@@ -91,8 +97,12 @@ def point_set_metrics(pred: np.ndarray, pred_n: np.ndarray, gt: np.ndarray, gt_n
     """Bidirectional metrics between two oriented point sets (recipe §7.1)."""
     acc_d, acc_i = cKDTree(gt).query(pred)
     comp_d, comp_i = cKDTree(pred).query(gt)
-    acc, comp = acc_d * mm_per_unit, comp_d * mm_per_unit
     nc = 0.5 * (np.abs((pred_n * gt_n[acc_i]).sum(1)).mean() + np.abs((gt_n * pred_n[comp_i]).sum(1)).mean())
+    return _bidirectional(acc_d * mm_per_unit, comp_d * mm_per_unit, float(nc), taus_mm)
+
+
+def _bidirectional(acc: np.ndarray, comp: np.ndarray, nc: float, taus_mm: Sequence[float]) -> MeshMetrics:
+    """Metrics from accuracy (pred → GT) and completeness (GT → pred) distances in mm."""
     fs = {}
     for tau in taus_mm:
         p, r = float((acc <= tau).mean()), float((comp <= tau).mean())
@@ -100,42 +110,64 @@ def point_set_metrics(pred: np.ndarray, pred_n: np.ndarray, gt: np.ndarray, gt_n
     return MeshMetrics(chamfer_l1_mm=float(0.5 * (acc.mean() + comp.mean())),
                        chamfer_l2_mm2=float(0.5 * ((acc ** 2).mean() + (comp ** 2).mean())),
                        accuracy_mm=float(acc.mean()), completeness_mm=float(comp.mean()),
-                       normal_consistency=float(nc), fscore=fs, n_pred=len(pred), n_gt=len(gt))
+                       normal_consistency=nc, fscore=fs, n_pred=len(acc), n_gt=len(comp))
 
 
 def mesh_to_mesh(pred, gt, n_points: int = 250_000, seed: int = 0, mm_per_unit: float = MM_PER_UNIT,
                  taus_mm: Sequence[float] = DEFAULT_TAUS_MM, region_points: np.ndarray | None = None,
-                 region_radius: float = 0.04, keep: Callable[[np.ndarray], np.ndarray] | None = None) -> MeshMetrics:
+                 region_radius: float = 0.04, keep: Callable[[np.ndarray], np.ndarray] | None = None,
+                 exact: bool = True) -> MeshMetrics:
     """Recipe §7.1 metrics between a predicted and a ground-truth mesh (same units).
 
     ``region_points`` (M×3, mesh units) with ``region_radius`` (mesh units; 0.04 canonical units
     = 1 cm) gives the face-region variant: only samples within the radius of a region point count.
     ``keep``: optional callable (N,3) samples → (N,) bool applied to both sample sets first (e.g.
-    NPHM's cut below the throat plane).
+    NPHM's cut below the throat plane). ``exact=False``: distances to the other mesh's samples
+    (the recipe's KD-tree protocol, with its sampling floor; see the module docstring).
     """
+    pred, gt = as_trimesh(pred), as_trimesh(gt)
     pp, pn = sample_surface(pred, n_points, seed)
-    gp, gn = sample_surface(gt, n_points, seed)
+    gp, gn = sample_surface(gt, n_points, seed + 1)
     if keep is not None:
         pm, gm = keep(pp), keep(gp)
         pp, pn, gp, gn = pp[pm], pn[pm], gp[gm], gn[gm]
     pp, pn = _restrict(pp, pn, region_points, region_radius)
     gp, gn = _restrict(gp, gn, region_points, region_radius)
-    return point_set_metrics(pp, pn, gp, gn, mm_per_unit, taus_mm)
+    if not exact:
+        return point_set_metrics(pp, pn, gp, gn, mm_per_unit, taus_mm)
+    _, acc, acc_face = closest_points_on_mesh(gt, pp)
+    _, comp, comp_face = closest_points_on_mesh(pred, gp)
+    nc = 0.5 * (np.abs((pn * gt.face_normals[acc_face]).sum(1)).mean()
+                + np.abs((gn * pred.face_normals[comp_face]).sum(1)).mean())
+    return _bidirectional(acc * mm_per_unit, comp * mm_per_unit, float(nc), taus_mm)
 
 
-def closest_points_on_mesh(mesh, points: np.ndarray, candidates: int = 16,
-                           chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _small_triangles(mesh: trimesh.Trimesh, max_edge_factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(T,3,3) triangles covering ``mesh`` with no edge above ``max_edge_factor`` × the median
+    edge, and the index of the mesh face each came from."""
+    lengths = mesh.edges_unique_length
+    limit = max_edge_factor * float(np.median(lengths))
+    if lengths.max() <= limit:
+        return mesh.triangles, np.arange(len(mesh.faces))
+    v, f, owner = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, limit, max_iter=20, return_index=True)
+    return v[f], owner
+
+
+def closest_points_on_mesh(mesh, points: np.ndarray, candidates: int = 16, chunk: int = 100_000,
+                           max_edge_factor: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Closest surface point, distance and face index for each point (N×3), mesh units.
 
     Candidate faces are the ``candidates`` faces with the nearest centroids (cKDTree); the exact
-    point–triangle closest point is taken among them. Exact for meshes whose triangles are small
-    relative to their spacing (marching-cubes and scan meshes); no rtree needed.
+    point–triangle closest point is taken among them. That is exact when triangles are small
+    relative to their spacing, so triangles with edges longer than ``max_edge_factor`` × the
+    median edge (a capped neck, a convex hull) are first split into smaller ones on the same
+    plane; the returned face indices refer to ``mesh``'s own faces. No rtree needed.
     """
     m = as_trimesh(mesh)
     pts = np.asarray(points, dtype=np.float64)
-    tris = m.triangles
+    tris, owner = _small_triangles(m, max_edge_factor)
     k = min(candidates, len(tris))
-    tree = cKDTree(m.triangles_center)
+    tree = cKDTree(tris.mean(axis=1))
     closest = np.empty_like(pts)
     dist = np.empty(len(pts))
     face = np.empty(len(pts), dtype=np.int64)
@@ -149,7 +181,7 @@ def closest_points_on_mesh(mesh, points: np.ndarray, candidates: int = 16,
         rows = np.arange(len(p))
         closest[start:start + len(p)] = q[rows, best]
         dist[start:start + len(p)] = d[rows, best]
-        face[start:start + len(p)] = cand[rows, best]
+        face[start:start + len(p)] = owner[cand[rows, best]]
     return closest, dist, face
 
 

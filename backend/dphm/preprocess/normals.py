@@ -83,20 +83,29 @@ def depth_normals(depth_m: np.ndarray, valid: np.ndarray, intrinsics: Intrinsics
     """
     h, w = depth_m.shape
     rows, cols = window if window is not None else (slice(0, h), slice(0, w))
-    sub_valid = valid[rows, cols]
-    smooth = bilateral_filter_depth(depth_m[rows, cols], sub_valid, radius_px, sigma_space_px,
-                                    sigma_depth_m)
-    rays = np.nan_to_num(ray_table(intrinsics)[rows, cols])
-    pts = np.empty(smooth.shape + (3,), np.float32)
-    pts[..., 0] = rays[..., 0] * smooth
-    pts[..., 1] = rays[..., 1] * smooth
-    pts[..., 2] = smooth
-    sub_n, sub_ok = grid_normals(pts, sub_valid, max_depth_jump_m)
+    sub_n, sub_ok = window_normals(depth_m[rows, cols], valid[rows, cols], intrinsics, (rows, cols),
+                                   radius_px, sigma_space_px, sigma_depth_m, max_depth_jump_m)
     normals = np.zeros((h, w, 3), np.float32)
     ok = np.zeros((h, w), bool)
     normals[rows, cols] = sub_n
     ok[rows, cols] = sub_ok
     return normals, ok
+
+
+def window_normals(depth_m: np.ndarray, valid: np.ndarray, intrinsics: Intrinsics,
+                   window: tuple[slice, slice], radius_px: int = 4, sigma_space_px: float = 3.0,
+                   sigma_depth_m: float = 0.01, max_depth_jump_m: float = 0.05
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`depth_normals` of one image window: ``depth_m``/``valid`` are that window's crops
+    and the results are window-sized too (no full-image arrays)."""
+    rows, cols = window
+    smooth = bilateral_filter_depth(depth_m, valid, radius_px, sigma_space_px, sigma_depth_m)
+    rays = np.nan_to_num(ray_table(intrinsics)[rows, cols])
+    pts = np.empty(smooth.shape + (3,), np.float32)
+    pts[..., 0] = rays[..., 0] * smooth
+    pts[..., 1] = rays[..., 1] * smooth
+    pts[..., 2] = smooth
+    return grid_normals(pts, valid, max_depth_jump_m)
 
 
 def cloud_normals(points_m: np.ndarray, k: int = 16) -> np.ndarray:

@@ -42,13 +42,15 @@ def flying_pixel_mask(depth_m: np.ndarray, valid: np.ndarray, jump_m: float = 0.
     return flying & valid
 
 
-def statistical_outliers(points: np.ndarray, k: int = 8, std_ratio: float = 2.5) -> np.ndarray:
+def statistical_outliers(points: np.ndarray, k: int = 8, std_ratio: float = 2.5,
+                         workers: int = -1) -> np.ndarray:
     """Mask of points whose mean distance to their ``k`` nearest neighbours exceeds the cloud's
-    mean of that quantity by ``std_ratio`` standard deviations (True = outlier)."""
+    mean of that quantity by ``std_ratio`` standard deviations (True = outlier). ``workers``:
+    threads of the neighbour query (-1 = all cores; 1 inside an already parallel pipeline)."""
     n = len(points)
     if n <= k:
         return np.zeros(n, bool)
-    dist, _ = cKDTree(points).query(points, k=k + 1, workers=-1)
+    dist, _ = cKDTree(points).query(points, k=k + 1, workers=workers)
     mean_dist = dist[:, 1:].mean(axis=1)
     return mean_dist > mean_dist.mean() + std_ratio * mean_dist.std()
 

@@ -16,19 +16,25 @@ Point-cloud frames (``frame.points``) skip 1 and use their own normals or local-
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import Full, Queue
 
 import numpy as np
 
 from ..canonical import UNITS_PER_METRE
 from ..errors import RecordingError
+from ..executors import InlineExecutor
 from ..progress import Reporter
 from ..recording.base import Frame, Intrinsics, Recording
 from .backproject import backproject
 from .mean_head import MeanHead, load_mean_head
-from .normals import cloud_normals, depth_normals
+from .normals import cloud_normals, window_normals
 from .outliers import flying_pixel_mask, statistical_outliers
 from .pose import HeadPose, PoseConfig, PoseFit, detect_pose, refine_pose
 from .segment import (HeadCandidate, SegmentConfig, below_chin_mask, find_head, find_head_in_cloud,
@@ -62,6 +68,10 @@ class PreprocessConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
     seed: int = 0
+    workers: int | None = None  # threads for the frame-independent stages (preprocess_recording);
+    # None = min(4, CPU count), 0 or 1 = all in the calling thread
+    look_ahead_margin_m: float = 0.05  # head motion between the latest pose and a frame prepared
+    # ahead that still reuses the prepared window (more = fewer re-computations, larger windows)
 
 
 @dataclass
@@ -101,8 +111,10 @@ class HeadObservation:
 
 
 class _Timer:
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
+    """Per-stage wall milliseconds, accumulated into ``ms`` (shared across a frame's phases)."""
+
+    def __init__(self, ms: dict[str, float] | None = None) -> None:
+        self.ms: dict[str, float] = {} if ms is None else ms
         self._t = time.perf_counter()
 
     def lap(self, stage: str) -> None:
@@ -111,9 +123,9 @@ class _Timer:
         self._t = now
 
 
-def _empty(frame: Frame, stats: dict, warning: str) -> HeadObservation:
+def _empty(index: int, timestamp_s: float, stats: dict, warning: str) -> HeadObservation:
     z = np.zeros((0, 3), np.float32)
-    return HeadObservation(frame.index, frame.timestamp_s, z, z, z, z, None, stats, [warning])
+    return HeadObservation(index, timestamp_s, z, z, z, z, None, stats, [warning])
 
 
 def _window(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -124,18 +136,53 @@ def _window(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
             slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))
 
 
+@dataclass
+class _CleanWindow:
+    """Flying-pixel-cleaned validity and normals of one image window (window-sized arrays)."""
+
+    rows: slice
+    cols: slice
+    valid: np.ndarray  # valid and not flying
+    flying: np.ndarray | None  # None when flying-pixel removal is off
+    normals: np.ndarray
+    normal_ok: np.ndarray
+
+
+@dataclass
+class _LookAhead:
+    """The head window prepared around a predicted centre, with ``margin_m`` to spare.
+
+    Flying pixels and normals of a pixel depend only on pixels within ``bilateral_radius_px + 2``,
+    which every window around a crop keeps, so any crop whose sphere lies inside ``radius_m``
+    of ``centre`` gets exactly the arrays it would get from its own, smaller window.
+    """
+
+    centre: np.ndarray
+    radius_m: float
+    pixels: np.ndarray  # flat indices of the valid pixels within ``radius_m`` of ``centre``
+    window: _CleanWindow
+
+    def covers(self, centre: np.ndarray, radius_m: float) -> bool:
+        # 1 mm to spare: a point the float test puts inside the crop is surely inside ours.
+        return float(np.linalg.norm(centre - self.centre)) + radius_m <= self.radius_m - 1e-3
+
+
 class _FrameSource:
     """One frame's valid points, prepared once; yields head crops around given centres.
 
-    Depth frames are back-projected and cleaned of flying pixels once; :meth:`head` then
-    segments (blob search when no centre is given), crops a sphere and computes normals in the
-    crop's window only. Point-cloud frames are range-filtered once instead.
+    Depth frames are back-projected once; :meth:`head` then segments (blob search when no
+    centre is given), crops a sphere and removes flying pixels and computes normals in the
+    crop's window only. :meth:`look_ahead` does the window work ahead of time, before the
+    centre is known (see :func:`preprocess_recording`). Point-cloud frames are range-filtered
+    once instead.
     """
 
     def __init__(self, frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConfig,
                  timer: _Timer, stats: dict):
-        self.config, self.timer, self.intrinsics = config, timer, intrinsics
+        self.config, self.timer, self.intrinsics, self.stats = config, timer, intrinsics, stats
+        self.index, self.timestamp_s = frame.index, frame.timestamp_s
         self._candidates: list[HeadCandidate] | None = None
+        self._ahead: _LookAhead | None = None
         if frame.points is not None:
             pts = np.asarray(frame.points, np.float64)
             keep = (np.isfinite(pts).all(axis=1) & (pts[:, 2] > config.z_min_m)
@@ -154,7 +201,6 @@ class _FrameSource:
         self.depth = np.asarray(frame.depth, np.float32)
         self.points, self.valid = backproject(self.depth, intrinsics, config.z_min_m, config.z_max_m)
         stats["valid_pixels"] = int(self.valid.sum())
-        self.stats = stats
         timer.lap("backproject")
 
     def candidates(self) -> list[HeadCandidate]:
@@ -168,6 +214,18 @@ class _FrameSource:
             self.timer.lap("segment")
         return self._candidates
 
+    def look_ahead(self, centre: np.ndarray, margin_m: float) -> None:
+        """Prepare the window of every head crop within ``margin_m`` of ``centre`` (depth frames)."""
+        if self.cloud is not None:
+            return
+        radius = self.config.segment.sphere_radius_m + margin_m
+        mask = self.valid & sphere_mask(self.points, centre, radius)
+        self.timer.lap("segment")
+        if mask.sum() < self.config.min_head_points:
+            return
+        window = self._clean_window(self.valid, _window(mask, self.config.bilateral_radius_px + 2))
+        self._ahead = _LookAhead(np.asarray(centre, np.float64), radius, np.flatnonzero(mask), window)
+
     def head(self, centre: np.ndarray, blob_mask: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray] | str:
         """Head points + normals (camera metres) within the head sphere around ``centre`` (camera
@@ -176,31 +234,48 @@ class _FrameSource:
             return self._depth_head(centre, blob_mask)
         return self._cloud_head(centre, blob_mask)
 
+    def _clean_window(self, valid: np.ndarray, window: tuple[slice, slice]) -> _CleanWindow:
+        """Flying-pixel removal and normals inside ``window`` only: the cost scales with the
+        head, not the image."""
+        config = self.config
+        rows, cols = window
+        sub_valid = valid[rows, cols]
+        flying = None
+        if config.remove_flying_pixels:
+            flying = flying_pixel_mask(self.depth[rows, cols], sub_valid, config.flying_jump_m,
+                                       config.flying_jump_per_metre)
+            sub_valid = sub_valid & ~flying
+            self.timer.lap("outliers")
+        normals, normal_ok = window_normals(self.depth[rows, cols], sub_valid, self.intrinsics, window,
+                                            config.bilateral_radius_px, config.bilateral_sigma_space_px,
+                                            config.bilateral_sigma_depth_m, config.normal_max_jump_m)
+        self.timer.lap("normals")
+        return _CleanWindow(rows, cols, sub_valid, flying, normals, normal_ok)
+
     def _depth_head(self, centre, blob_mask):
         config = self.config
-        valid = self.valid if blob_mask is None else self.valid & blob_mask
-        mask = valid & sphere_mask(self.points, centre, config.segment.sphere_radius_m)
+        radius = config.segment.sphere_radius_m
+        ahead = self._ahead
+        if blob_mask is not None or ahead is None or not ahead.covers(centre, radius):
+            ahead = None
+            valid = self.valid if blob_mask is None else self.valid & blob_mask
+            mask = valid & sphere_mask(self.points, centre, radius)
+        else:  # the same test on the look-ahead's pixels only: the crop lies within them
+            mask = np.zeros(self.valid.shape, bool)
+            mask.flat[ahead.pixels] = sphere_mask(self.points.reshape(-1, 3)[ahead.pixels], centre,
+                                                  radius)
+        self.stats["look_ahead"] = ahead is not None
         self.timer.lap("segment")
         if mask.sum() < config.min_head_points:
             return f"no head found (only {int(mask.sum())} points near the head centre)"
-        rows, cols = _window(mask, config.bilateral_radius_px + 2)
-        if config.remove_flying_pixels:
-            # Only inside the head's window: the cost scales with the head, not the image.
-            sub_valid = valid[rows, cols]
-            flying = flying_pixel_mask(self.depth[rows, cols], sub_valid, config.flying_jump_m,
-                                       config.flying_jump_per_metre)
-            valid = valid.copy()
-            valid[rows, cols] = sub_valid & ~flying
-            mask &= valid
-            self.stats["flying_pixels"] = int((flying & mask[rows, cols]).sum())
-            self.timer.lap("outliers")
-        normals, normal_ok = depth_normals(self.depth, valid, self.intrinsics, config.bilateral_radius_px,
-                                           config.bilateral_sigma_space_px,
-                                           config.bilateral_sigma_depth_m, config.normal_max_jump_m,
-                                           window=(rows, cols))
-        mask &= normal_ok
-        self.timer.lap("normals")
-        return self.points[mask].astype(np.float64), normals[mask].astype(np.float64)
+        win = (ahead.window if ahead is not None
+               else self._clean_window(valid, _window(mask, config.bilateral_radius_px + 2)))
+        sub = mask[win.rows, win.cols]
+        if win.flying is not None:
+            self.stats["flying_pixels"] = int((win.flying & sub).sum())
+        sub &= win.valid & win.normal_ok
+        return (self.points[win.rows, win.cols][sub].astype(np.float64),
+                win.normals[sub].astype(np.float64))
 
     def _cloud_head(self, centre, blob_mask):
         config, pts, normals = self.config, self.cloud, self.cloud_normals
@@ -220,21 +295,36 @@ class _FrameSource:
         return pts, normals
 
 
-def preprocess_frame(frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConfig | None = None,
-                     prev_pose: HeadPose | None = None, scale: float | None = None,
-                     estimate_scale: bool = False, mean_head: MeanHead | None = None) -> HeadObservation:
-    """Preprocess one frame. ``prev_pose`` (the previous frame's) enables tracking; ``scale``
-    fixes the similarity scale for detection (default ``prev_pose.scale`` or 1);
-    ``estimate_scale`` lets ICP adjust it. A frame without a head yields an observation with
-    ``found == False`` and a warning instead of raising."""
-    config = config or PreprocessConfig()
-    model = mean_head or load_mean_head()
-    timer = _Timer()
-    stats: dict = {"ms": timer.ms}
-    if scale is None:
-        scale = prev_pose.scale if prev_pose is not None else 1.0
+@dataclass
+class _Posed:
+    """A frame's head crop with its accepted pose: what the final crop (:func:`_finish`) needs."""
 
-    source = _FrameSource(frame, intrinsics, config, timer, stats)
+    index: int
+    timestamp_s: float
+    points: np.ndarray
+    normals: np.ndarray
+    pose: HeadPose
+    stats: dict
+
+
+def _prepare(frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConfig,
+             centre: np.ndarray | None = None) -> _FrameSource:
+    """The frame-independent first stages; with ``centre`` (a predicted head centre, camera
+    metres) also the head window around it (:meth:`_FrameSource.look_ahead`)."""
+    timer = _Timer()
+    source = _FrameSource(frame, intrinsics, config, timer, {"ms": timer.ms})
+    if centre is not None:
+        source.look_ahead(centre, config.look_ahead_margin_m)
+    return source
+
+
+def _fit_pose(source: _FrameSource, model: MeanHead, config: PreprocessConfig,
+              prev_pose: HeadPose | None, scale: float, estimate_scale: bool
+              ) -> _Posed | HeadObservation:
+    """The sequential stage: track from ``prev_pose`` or detect. Returns the posed head crop,
+    or an observation without a head (with its warning)."""
+    timer, stats = _Timer(source.stats["ms"]), source.stats
+    source.timer = timer
     fit: PoseFit | None = None
     head = None
     if prev_pose is not None:
@@ -245,39 +335,63 @@ def preprocess_frame(frame: Frame, intrinsics: Intrinsics | None, config: Prepro
             timer.lap("pose")
     if fit is None or not (fit.converged and fit.is_good(config.pose)):
         tracked, tracked_head = fit, head
-        fit, head = _detect(source, model, config, scale, estimate_scale, frame.index, timer)
+        fit, head = _detect(source, model, config, scale, estimate_scale, source.index, timer)
         if isinstance(head, str):
-            return _empty(frame, stats, head)
+            return _empty(source.index, source.timestamp_s, stats, head)
         if (tracked is not None and tracked.is_good(config.pose)
                 and tracked.inlier_fraction > fit.inlier_fraction):
             head, fit = tracked_head, tracked
-    points, normals = head
     stats.update(pose_inlier_fraction=fit.inlier_fraction, pose_rms_mm=fit.rms_mm,
                  pose_face_coverage=fit.face_coverage, pose_detected=fit.detected)
     if not fit.is_good(config.pose):
-        return _empty(frame, stats, f"no head found (best head-model fit: "
+        return _empty(source.index, source.timestamp_s, stats, f"no head found (best head-model fit: "
                       f"{fit.inlier_fraction:.0%} inliers, {fit.rms_mm:.1f} mm RMS, "
                       f"{fit.face_coverage:.0%} of the face covered)")
-    pose = fit.pose
+    return _Posed(source.index, source.timestamp_s, *head, fit.pose, stats)
+
+
+def _finish(posed: _Posed, config: PreprocessConfig, model: MeanHead, query_workers: int = -1
+            ) -> HeadObservation:
+    """Cut below the chin / outside the head in canonical space, drop statistical outliers and
+    apply the point budget (independent of other frames)."""
+    timer = _Timer(posed.stats["ms"])
+    points, normals, pose = posed.points, posed.normals, posed.pose
     can = pose.to_canonical(points)
     keep = below_chin_mask(can, model.chin, config.keep_below_chin_m,
                            config.max_head_radius_m * UNITS_PER_METRE, model.centre)
     timer.lap("crop")
     kept = np.flatnonzero(keep)
-    stray = statistical_outliers(points[kept], config.outlier_neighbours, config.outlier_std_ratio)
+    stray = statistical_outliers(points[kept], config.outlier_neighbours, config.outlier_std_ratio,
+                                 workers=query_workers)
     keep[kept[stray]] = False
     timer.lap("outliers")
     if config.max_points is not None and keep.sum() > config.max_points:
-        rng = np.random.default_rng(config.seed + frame.index)
+        rng = np.random.default_rng(config.seed + posed.index)
         idx = rng.choice(np.flatnonzero(keep), config.max_points, replace=False)
         keep = np.zeros_like(keep)
         keep[idx] = True
     points, normals, can = points[keep], normals[keep], can[keep]
     timer.lap("crop")
-    stats["points"] = int(len(points))
-    return HeadObservation(frame.index, frame.timestamp_s, points.astype(np.float32),
+    posed.stats["points"] = int(len(points))
+    return HeadObservation(posed.index, posed.timestamp_s, points.astype(np.float32),
                            normals.astype(np.float32), can.astype(np.float32),
-                           pose.normals_to_canonical(normals).astype(np.float32), pose, stats, [])
+                           pose.normals_to_canonical(normals).astype(np.float32), pose, posed.stats, [])
+
+
+def preprocess_frame(frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConfig | None = None,
+                     prev_pose: HeadPose | None = None, scale: float | None = None,
+                     estimate_scale: bool = False, mean_head: MeanHead | None = None) -> HeadObservation:
+    """Preprocess one frame. ``prev_pose`` (the previous frame's) enables tracking; ``scale``
+    fixes the similarity scale for detection (default ``prev_pose.scale`` or 1);
+    ``estimate_scale`` lets ICP adjust it. A frame without a head yields an observation with
+    ``found == False`` and a warning instead of raising."""
+    config = config or PreprocessConfig()
+    model = mean_head or load_mean_head()
+    if scale is None:
+        scale = prev_pose.scale if prev_pose is not None else 1.0
+    posed = _fit_pose(_prepare(frame, intrinsics, config), model, config, prev_pose, scale,
+                      estimate_scale)
+    return posed if isinstance(posed, HeadObservation) else _finish(posed, config, model)
 
 
 def _detect(source: _FrameSource, model: MeanHead, config: PreprocessConfig, scale: float,
@@ -313,10 +427,63 @@ def _detect(source: _FrameSource, model: MeanHead, config: PreprocessConfig, sca
     return best if best is not None else (None, warning)
 
 
+def default_workers() -> int:
+    """Worker threads used when ``PreprocessConfig.workers`` is None: min(4, CPU count)."""
+    return min(4, os.cpu_count() or 1)
+
+
+def _read_ahead(frames: Iterator[Frame], size: int) -> Iterator[Frame]:
+    """Decode ``frames`` in a background thread, at most ``size`` ahead; its errors are
+    re-raised here, in order. Closing the iterator stops the thread."""
+    queue: Queue = Queue(size)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.05)
+                return True
+            except Full:
+                pass
+        return False
+
+    def run() -> None:
+        try:
+            for frame in frames:
+                if not put((frame, None)):
+                    return
+            put((end, None))
+        except BaseException as err:  # handed to the consumer
+            put((None, err))
+
+    thread = threading.Thread(target=run, name="dphm-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = queue.get()
+            if err is not None:
+                raise err
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def preprocess_recording(recording: Recording, config: PreprocessConfig | None = None,
                          reporter: Reporter | None = None, start: int = 0, stop: int | None = None,
                          stride: int = 1) -> Iterator[HeadObservation]:
     """Preprocess the selected frames in order, tracking the pose from frame to frame.
+
+    With ``config.workers`` > 1 the frame-independent stages run in a thread pool, ahead of the
+    sequential pose (at most 2 × workers frames ahead; frames are decoded in one more thread):
+    back-projection and, around the head centre of the latest pose, flying pixels and normals
+    of a window ``look_ahead_margin_m`` wider than the head crop; the pose then crops the
+    head around its previous pose as before, reusing that window when the crop lies inside it
+    (otherwise it computes the crop's own, as in-process). The final crop and outlier pass run
+    in the pool again. Results equal the in-process ones.
 
     With ``config.estimate_scale`` the first ``config.scale_frames`` frames with a head estimate
     a scale each; their median is then fixed for the rest of the sequence (earlier frames keep
@@ -326,28 +493,76 @@ def preprocess_recording(recording: Recording, config: PreprocessConfig | None =
     reporter = reporter or Reporter()
     model = load_mean_head()
     total = len(recording.frame_indices(start, stop, stride))
+    workers = default_workers() if config.workers is None else config.workers
+    parallel = workers > 1
+    ahead = 2 * workers if parallel else 1
+    frames = recording.frames(start, stop, stride)
+    if parallel:
+        frames = _read_ahead(frames, ahead)
+    pool = ThreadPoolExecutor(workers, "dphm-preprocess") if parallel else InlineExecutor()
     prev: HeadPose | None = None
     scales: list[float] = []
     scale: float | None = None if config.estimate_scale else 1.0
+    prepared: deque[Future] = deque()
+    finished: deque[Future] = deque()
     done = 0
+
+    def submit(count: int) -> None:
+        nonlocal reading
+        centre = None if prev is None or not parallel else prev.to_camera(model.centre[None])[0]
+        while reading and len(prepared) < count:
+            try:
+                frame = next(frames, None)
+            except Exception as err:  # a read error surfaces in order, after the frames before it
+                frame, reading = None, False
+                prepared.append(Future())
+                prepared[-1].set_exception(err)
+            if frame is None:
+                reading = False
+            else:
+                prepared.append(pool.submit(_prepare, frame, recording.intrinsics, config, centre))
+
+    reading = True
     reporter.update("preprocess", 0, total)
-    for frame in recording.frames(start, stop, stride):
-        estimating = scale is None
-        obs = preprocess_frame(frame, recording.intrinsics, config, prev_pose=prev,
-                               scale=scale if scale is not None else (prev.scale if prev else 1.0),
-                               estimate_scale=estimating, mean_head=model)
-        if obs.found:
-            if estimating:
-                scales.append(obs.pose.scale)
-                if len(scales) >= config.scale_frames:
-                    scale = float(np.median(scales))
-            prev = obs.pose.copy()
-            if scale is not None:
-                prev.scale = scale
-        else:
-            prev = None
-            for w in obs.warnings:
-                log.warning("frame %d: %s", frame.index, w)
-        done += 1
-        reporter.update("preprocess", done, total, obs.warnings[0] if obs.warnings else "")
-        yield obs
+    try:
+        submit(1)  # the rest once the first pose can predict where the head is
+        while prepared or finished:
+            failing = bool(prepared) and prepared[0].exception() is not None
+            if prepared and not (failing and finished):  # a failure: first hand out what is done
+                source = prepared.popleft().result()
+                t0 = time.perf_counter()
+                estimating = scale is None
+                posed = _fit_pose(source, model, config, prev,
+                                  scale if scale is not None else (prev.scale if prev else 1.0),
+                                  estimating)
+                # The part no worker can take: it bounds the frame rate however many cores.
+                source.stats["sequential_ms"] = (time.perf_counter() - t0) * 1000.0
+                if isinstance(posed, _Posed):
+                    if estimating:
+                        scales.append(posed.pose.scale)
+                        if len(scales) >= config.scale_frames:
+                            scale = float(np.median(scales))
+                    prev = posed.pose.copy()
+                    if scale is not None:
+                        prev.scale = scale
+                    finished.append(pool.submit(_finish, posed, config, model, 1 if parallel else -1))
+                else:
+                    prev = None
+                    finished.append(pool.submit(lambda obs: obs, posed))
+            if parallel:  # keep the pool busy while the caller handles the observations
+                submit(ahead)
+            while finished and (failing or not prepared or finished[0].done() or len(finished) > ahead):
+                obs = finished.popleft().result()
+                for w in obs.warnings:
+                    log.warning("frame %d: %s", obs.frame_index, w)
+                done += 1
+                reporter.update("preprocess", done, total, obs.warnings[0] if obs.warnings else "")
+                yield obs
+            if not parallel:
+                submit(ahead)
+    finally:
+        for future in (*prepared, *finished):
+            future.cancel()
+        pool.shutdown(wait=True)
+        if parallel:
+            frames.close()

@@ -57,6 +57,8 @@ class PoseConfig:
     """Parameters of detection and ICP (distances in millimetres, angles in degrees)."""
 
     icp_points: int = 2000  # observed points used by ICP (random subset)
+    coarse_points: int = 500  # ICP first converges on this many of them (every k-th), then on all
+    # from there: the same fixed point in fewer full-size steps (0 = off)
     icp_iterations: int = 60  # full refinement iterations (stops early once converged)
     track_iterations: int = 25  # iterations when starting from the previous frame's pose
     hypothesis_points: int = 400  # points per hypothesis in the coarse search
@@ -111,7 +113,9 @@ def icp(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanHead, ini
     scale change σ if ``estimate_scale``) with Huber weights, over the ``trim_fraction`` closest
     correspondences that pass the distance and normal-agreement gates. Returns the pose, a
     hypothesis score (mean squared distance truncated at ``inlier_mm``, units², lower is better)
-    and whether the steps became negligible within ``iterations``. The first
+    and whether the steps became negligible within ``iterations`` (or the pose returned to
+    where it was two steps before: a 0.01° back and forth of alternating correspondences
+    would otherwise run all iterations and count as lost). The first
     ``translation_warmup`` steps only shift by the median point-to-point offset (with a wider
     gate): a coarse hypothesis is often rotated well but shifted by centimetres, and rotating
     then would slide it into a wrong minimum.
@@ -126,9 +130,10 @@ def icp(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanHead, ini
     warmup_gate = config.warmup_match_distance_mm / MM_PER_UNIT
     score = np.inf
     converged = False
+    last = None  # the pose one step back
     for step in range(iterations):
         shift_only = step < translation_warmup
-        q = sc * points_m @ rc.T + tc
+        q = points_m @ (sc * rc.T) + tc
         dist, idx = model.tree.query(q, distance_upper_bound=warmup_gate if shift_only else gate)
         ok = np.isfinite(dist) & (q[:, 1] > floor)
         if normals_m is not None:
@@ -153,24 +158,41 @@ def icp(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanHead, ini
         w = np.where(np.abs(r) <= huber, 1.0, huber / np.maximum(np.abs(r), 1e-12))
         if config.use_rigidity:
             w *= model.rigidity[idx[sel]]  # expressions move the jaw, lips, cheeks: trust them less
-        cols = [np.cross(qs, ns), ns]
+        a = np.empty((len(sel), 7 if estimate_scale else 6))
+        a[:, :3] = np.cross(qs, ns)
+        a[:, 3:6] = ns
         if estimate_scale:
-            cols.append(np.einsum("ij,ij->i", qs, ns)[:, None])
-        a = np.column_stack(cols)
+            a[:, 6] = np.einsum("ij,ij->i", qs, ns)
         aw = a * w[:, None]
         lhs = aw.T @ a + 1e-9 * np.eye(a.shape[1])
         sol = np.linalg.solve(lhs, -aw.T @ r)
         omega, delta = sol[:3], sol[3:6]
         sigma = sol[6] if estimate_scale else 0.0
-        r_inc = Rotation.from_rotvec(omega).as_matrix()
+        r_inc = _rotvec_matrix(omega)
+        before, last = last, (rc, tc, sc)
         rc = r_inc @ rc
         tc = (1.0 + sigma) * r_inc @ tc + delta
         sc = (1.0 + sigma) * sc
         if np.linalg.norm(omega) < 1e-4 and np.linalg.norm(delta) < 1e-4 and abs(sigma) < 1e-5:
             converged = True
             break
+        if before is not None and (np.abs(rc - before[0]).max() < 1e-4
+                                   and np.abs(tc - before[1]).max() < 1e-4
+                                   and abs(sc / before[2] - 1.0) < 1e-5):
+            converged = True  # back where it was two steps ago: correspondences alternate
+            break
     pose = HeadPose(rc.T, -rc.T @ tc / sc, UNITS_PER_METRE / sc)
     return pose, score, converged
+
+
+def _rotvec_matrix(omega: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a rotation vector (Rodrigues' formula)."""
+    angle = float(np.sqrt(omega @ omega))
+    k = np.array([[0.0, -omega[2], omega[1]], [omega[2], 0.0, -omega[0]], [-omega[1], omega[0], 0.0]])
+    if angle < 1e-8:
+        return np.eye(3) + k
+    k /= angle
+    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)
 
 
 def pose_fitness(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanHead,
@@ -183,11 +205,12 @@ def pose_fitness(points_m: np.ndarray, normals_m: np.ndarray | None, model: Mean
         return 0.0, float("inf")
     q = q[above]
     normals_m = None if normals_m is None else normals_m[above]
-    dist, idx = model.tree.query(q)
+    # Farther points are no inliers: bound the search (their dist is inf, idx out of range).
+    dist, idx = model.tree.query(q, distance_upper_bound=config.inlier_mm / MM_PER_UNIT)
     inlier = dist * MM_PER_UNIT < config.inlier_mm
     if normals_m is not None:
-        nq = pose.normals_to_canonical(normals_m)
-        inlier &= np.einsum("ij,ij->i", nq, model.normals[idx]) > config.normal_agreement
+        nq = pose.normals_to_canonical(normals_m[inlier])
+        inlier[inlier] = np.einsum("ij,ij->i", nq, model.normals[idx[inlier]]) > config.normal_agreement
     if not inlier.any():
         return 0.0, float("inf")
     r = np.einsum("ij,ij->i", q[inlier] - model.points[idx[inlier]], model.normals[idx[inlier]])
@@ -205,7 +228,8 @@ def face_coverage(points_m: np.ndarray, model: MeanHead, pose: HeadPose, config:
     facing = np.einsum("ij,ij->i", face_nrm, view) > 0.2
     if not facing.any():
         return 0.0
-    tree = tree or cKDTree(points_m)
+    # An unbalanced tree builds in half the time; the few face points are queried quickly anyway.
+    tree = tree or cKDTree(points_m, balanced_tree=False, compact_nodes=False)
     dist, _ = tree.query(face_pts[facing], distance_upper_bound=config.coverage_mm / 1000.0)
     return float(np.isfinite(dist).mean())
 
@@ -315,10 +339,18 @@ def refine_pose(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanH
                 init: HeadPose, config: PoseConfig, iterations: int,
                 rng: np.random.Generator | None = None, detected: bool = False,
                 estimate_scale: bool = False) -> PoseFit:
-    """Full ICP from ``init`` on up to ``icp_points`` observed points, with fitness."""
+    """Full ICP from ``init`` on up to ``icp_points`` observed points, with fitness.
+
+    With ``config.coarse_points`` ICP first converges on every k-th of those points; the full
+    set then starts at its (nearby) fixed point and needs only a few of the expensive steps.
+    """
     rng = rng or np.random.default_rng(0)
     sub = _subsample(len(points_m), config.icp_points, rng)
     ps, ns = points_m[sub], None if normals_m is None else normals_m[sub]
+    if 0 < config.coarse_points < len(ps):
+        step = -(-len(ps) // config.coarse_points)
+        init, _, _ = icp(ps[::step], None if ns is None else ns[::step], model, init, config,
+                         iterations, estimate_scale=estimate_scale)
     pose, _, converged = icp(ps, ns, model, init, config, iterations, estimate_scale=estimate_scale)
     inl, rms = pose_fitness(ps, ns, model, pose, config)
     return PoseFit(pose, inl, rms, face_coverage(points_m, model, pose, config), converged, detected)

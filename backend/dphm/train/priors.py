@@ -32,6 +32,10 @@ EXPRESSION_DENOISER = DenoiserConfig("mlp", {"width": 1024, "depth": 4})
 # enough for CPU tracking (the 1344-D UNet costs 0.25 s per step on 2 cores, the MLP ~10 ms).
 SHIPPED_MLP_DENOISER = DenoiserConfig("mlp", {"width": 512, "depth": 4})
 SHIPPED_EXPRESSION_DENOISER = DenoiserConfig("mlp", {"width": 256, "depth": 4})  # 64-D codes: 1.4 M params
+#: Share of expression-prior draws that are the neutral expression (z_ex = 0): the auto-decoder
+#: trains on neutral in 10 % of samples (IctDataConfig.neutral_prob), and rest faces dominate
+#: real recordings; without it the prior's densest region is an open mouth (docs/priors.md).
+NEUTRAL_SHARE = 0.1
 
 
 @dataclass
@@ -160,13 +164,18 @@ def train_model_priors(identity_codes: torch.Tensor, expression_codes: torch.Ten
                        expression_config: PriorTrainConfig | None = None,
                        out_dir: str | Path | None = None,
                        reporter: Reporter | None = None,
-                       half: bool = True) -> tuple[DiffusionPrior, DiffusionPrior]:
+                       half: bool = True,
+                       neutral_share: float = NEUTRAL_SHARE) -> tuple[DiffusionPrior, DiffusionPrior]:
     """Train both priors on a head model's codebooks; optionally save them into ``out_dir``.
 
     ``expression_identity`` (N_ex,) weights each identity code by its number of expression
-    codes, as DPHM's (subject, expression) iteration does. Expression training uses lr 8e-5 vs
-    1e-4 for identity (DPHM) unless configs are given.
+    codes, as DPHM's (subject, expression) iteration does. The expression codebook holds posed
+    scans only; the neutral expression (z_ex = 0, every subject's neutral scan) is added as one
+    more code drawn with probability ``neutral_share``, so that the prior's mass includes the
+    rest face. Expression training uses lr 8e-5 vs 1e-4 for identity (DPHM) unless configs are given.
     """
+    if not 0.0 <= neutral_share < 1.0:
+        raise ConfigError(f"neutral_share must lie in [0, 1), got {neutral_share}")
     id_cfg = identity_config or PriorTrainConfig(denoiser=IDENTITY_DENOISER)
     ex_cfg = expression_config or PriorTrainConfig(denoiser=EXPRESSION_DENOISER, lr=8e-5)
     weights = None
@@ -174,7 +183,13 @@ def train_model_priors(identity_codes: torch.Tensor, expression_codes: torch.Ten
         counts = torch.bincount(torch.as_tensor(expression_identity).long().cpu(), minlength=len(identity_codes))
         weights = counts[: len(identity_codes)].float() + 1.0  # +1: the neutral scan itself
     id_prior = train_prior(identity_codes, id_cfg, name="identity", reporter=reporter, weights=weights)
-    ex_prior = train_prior(expression_codes, ex_cfg, name="expression", reporter=reporter)
+    ex_codes = torch.as_tensor(expression_codes).detach().float().cpu()
+    ex_weights = None
+    if neutral_share > 0:
+        ex_codes = torch.cat([ex_codes, ex_codes.new_zeros(1, ex_codes.shape[1])])
+        ex_weights = torch.ones(len(ex_codes))
+        ex_weights[-1] = neutral_share / (1.0 - neutral_share) * (len(ex_codes) - 1)
+    ex_prior = train_prior(ex_codes, ex_cfg, name="expression", reporter=reporter, weights=ex_weights)
     if out_dir is not None:
         out = Path(out_dir)
         id_prior.save(out / PRIOR_FILES["identity"], half=half)
