@@ -60,21 +60,25 @@ def surface_and_normal_terms(model: HeadModel, points_u: torch.Tensor, normals_u
 def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, w: LossWeights,
                    generator: torch.Generator | None = None, active: bool = True) -> torch.Tensor:
     """Regulariser of the (1,D) identity code (diffusion prior skipped when not ``active``)."""
-    if priors.identity is not None:
-        if not active:
-            return z_id.new_zeros(())
-        return w.prior_identity * priors.identity.regulariser(z_id, priors.t_range, generator)
-    return w.l2_identity * ((z_id - mean_code) ** 2).sum(-1).mean()
+    l2 = ((z_id - mean_code) ** 2).sum(-1).mean()
+    if priors.identity is None:
+        return w.l2_identity * l2
+    anchor = w.l2_identity_with_prior * l2
+    if not active:
+        return anchor
+    return w.prior_identity * priors.identity.regulariser(z_id, priors.t_range, generator) + anchor
 
 
 def expression_prior(z_ex: torch.Tensor, priors: Priors, w: LossWeights,
                      generator: torch.Generator | None = None, active: bool = True) -> torch.Tensor:
     """Regulariser of (B,D) expression codes (mean over frames; diffusion skipped when not ``active``)."""
-    if priors.expression is not None:
-        if not active:
-            return z_ex.new_zeros(())
-        return w.prior_expression * priors.expression.regulariser(z_ex, priors.t_range, generator)
-    return w.l2_expression * (z_ex ** 2).sum(-1).mean()
+    l2 = (z_ex ** 2).sum(-1).mean()
+    if priors.expression is None:
+        return w.l2_expression * l2
+    anchor = w.l2_expression_with_prior * l2
+    if not active:
+        return anchor
+    return w.prior_expression * priors.expression.regulariser(z_ex, priors.t_range, generator) + anchor
 
 
 def smoothness(z_ex: torch.Tensor, rotation: torch.Tensor, translation_m: torch.Tensor,
