@@ -57,28 +57,31 @@ def surface_and_normal_terms(model: HeadModel, points_u: torch.Tensor, normals_u
     return surface, normal, stats
 
 
+def _code_regulariser(code: torch.Tensor, offset: torch.Tensor | None, prior, t_range, weights: tuple[float, float, float],
+                      generator: torch.Generator | None, active: bool) -> torch.Tensor:
+    """``weights`` = (diffusion, l2 beside the diffusion prior, l2 fallback without a prior)."""
+    l2 = ((code if offset is None else code - offset) ** 2).sum(-1).mean()
+    w_prior, w_anchor, w_fallback = weights
+    if prior is None:
+        return w_fallback * l2
+    if not active:
+        return w_anchor * l2
+    return w_prior * prior.regulariser(code, t_range, generator) + w_anchor * l2
+
+
 def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, w: LossWeights,
                    generator: torch.Generator | None = None, active: bool = True) -> torch.Tensor:
-    """Regulariser of the (1,D) identity code (diffusion prior skipped when not ``active``)."""
-    l2 = ((z_id - mean_code) ** 2).sum(-1).mean()
-    if priors.identity is None:
-        return w.l2_identity * l2
-    anchor = w.l2_identity_with_prior * l2
-    if not active:
-        return anchor
-    return w.prior_identity * priors.identity.regulariser(z_id, priors.t_range, generator) + anchor
+    """Regulariser of the (1,D) identity code: the diffusion prior (skipped when not ``active``)
+    plus the anchor ‖z_id − mean‖², or the l2 fallback when no prior is loaded."""
+    return _code_regulariser(z_id, mean_code, priors.identity, priors.t_range,
+                             (w.prior_identity, w.l2_identity_with_prior, w.l2_identity), generator, active)
 
 
 def expression_prior(z_ex: torch.Tensor, priors: Priors, w: LossWeights,
                      generator: torch.Generator | None = None, active: bool = True) -> torch.Tensor:
     """Regulariser of (B,D) expression codes (mean over frames; diffusion skipped when not ``active``)."""
-    l2 = (z_ex ** 2).sum(-1).mean()
-    if priors.expression is None:
-        return w.l2_expression * l2
-    anchor = w.l2_expression_with_prior * l2
-    if not active:
-        return anchor
-    return w.prior_expression * priors.expression.regulariser(z_ex, priors.t_range, generator) + anchor
+    return _code_regulariser(z_ex, None, priors.expression, priors.t_range,
+                             (w.prior_expression, w.l2_expression_with_prior, w.l2_expression), generator, active)
 
 
 def smoothness(z_ex: torch.Tensor, rotation: torch.Tensor, translation_m: torch.Tensor,
