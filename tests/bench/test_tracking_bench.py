@@ -124,3 +124,26 @@ def test_report_merges_parts_of_several_runs(fake_result, tmp_path):
     assert "> **speed**:" in text and "run without fidelity" in text and "> Note: a caveat" in text
     assert "| DPHM priors (ours) | 0.770 |" in text and "**10.0×**" in text
     assert "face CD-L1 ≤ 0.8 mm at nominal noise (ours) | 0.770 mm | yes |" in text
+
+
+def test_rescore_reuses_only_finished_runs_of_this_config_and_unchanged_weights(tmp_path):
+    import dataclasses
+    import os
+
+    from dphm.bench.tracking import finished_run
+    from dphm.fit.config import preset
+
+    cfg = preset("fast")
+    model, priors = tmp_path / "head_model.pt", tmp_path / "priors"
+    priors.mkdir()
+    model.write_bytes(b"weights")
+    os.utime(model, (1_000, 1_000))
+    run = tmp_path / "run"
+    run.mkdir()
+    assert finished_run(run, cfg, model, priors) is None  # nothing tracked yet
+    (run / "meta.json").write_text(json.dumps({"created": "then", "config": cfg.to_dict(), "model": str(model)}))
+    (run / "frames.npz").write_bytes(b"frames")
+    assert finished_run(run, cfg, model, priors)["created"] == "then"
+    assert finished_run(run, dataclasses.replace(cfg, priors=False), model, priors) is None
+    os.utime(model)  # weights newer than the run: track again
+    assert finished_run(run, cfg, model, priors) is None

@@ -553,21 +553,20 @@ def run_fidelity(s: Settings, parts: set[str], work: Path, out: Path, model: Pat
             timings["preprocess_s"] += obs_jobs[r.obs_key].result() if r.row == "ours" else 0.0
             cfg = dataclasses.replace(track_cfg, priors=(r.row == "ours"))
             run_dir = work / "runs" / r.key
-            if s.rescore and finished_run_matches(run_dir, cfg, model, priors):
+            previous = finished_run(run_dir, cfg, model, priors) if s.rescore else None
+            if previous is not None:
                 timings.setdefault("rescored_runs", []).append(r.key)
-                log.info("rescoring %s (tracked %s)", r.key, json.loads((run_dir / "meta.json").read_text())["created"])
-                jobs[r.key] = pool.submit(evaluate_tracker_run, run_dir, work / "sequences" / r.sequence.name,
-                                          obs_path, r.eval_frames(), s.metric_points, _render_frames(r, s, render_seq))
-                continue
-            t1 = time.perf_counter()
-            summary = track(work / "sequences" / r.sequence.name, run_dir, cfg, device=s.device, model=model,
-                            priors_dir=priors, restart=True, observations=Observations.load(obs_path))
-            wall = time.perf_counter() - t1
-            timings["track_s"] += wall
-            meta = json.loads((run_dir / "meta.json").read_text())
-            track_s[r.key] = {"wall_s": wall, "phases_s": meta.get("timings_s", {}), "priors": meta.get("priors"),
-                              "inversion_fallback": summary.inversion["fallback"]}
-            log.info("tracked %s: %.1f s (%s)", r.key, wall, meta.get("priors"))
+                log.info("rescoring %s (tracked %s)", r.key, previous["created"])
+            else:
+                t1 = time.perf_counter()
+                summary = track(work / "sequences" / r.sequence.name, run_dir, cfg, device=s.device, model=model,
+                                priors_dir=priors, restart=True, observations=Observations.load(obs_path))
+                wall = time.perf_counter() - t1
+                timings["track_s"] += wall
+                meta = json.loads((run_dir / "meta.json").read_text())
+                track_s[r.key] = {"wall_s": wall, "phases_s": meta.get("timings_s", {}), "priors": meta.get("priors"),
+                                  "inversion_fallback": summary.inversion["fallback"]}
+                log.info("tracked %s: %.1f s (%s)", r.key, wall, meta.get("priors"))
             jobs[r.key] = pool.submit(evaluate_tracker_run, run_dir, work / "sequences" / r.sequence.name, obs_path,
                                       r.eval_frames(), s.metric_points, _render_frames(r, s, render_seq))
         if skipped:
@@ -602,9 +601,10 @@ def run_fidelity(s: Settings, parts: set[str], work: Path, out: Path, model: Pat
     return assemble(layout, results, timings)
 
 
-def finished_run_matches(run_dir: Path, cfg, model: Path | None, priors: Path | None) -> bool:
-    """Whether ``run_dir`` holds a finished tracking run of this config and model whose weights
-    (head model, priors) were not modified after it was made, so its frames can be scored again."""
+def finished_run(run_dir: Path, cfg, model: Path | None, priors: Path | None) -> dict | None:
+    """The ``meta.json`` of a finished tracking run in ``run_dir`` of this config and model whose
+    weights (head model, priors) were not modified after it was made, so its frames can be scored
+    again; None otherwise."""
     from ..model.diffusion import PRIOR_FILES, default_priors_dir
     from ..model.head import default_weights_path
 
@@ -612,12 +612,12 @@ def finished_run_matches(run_dir: Path, cfg, model: Path | None, priors: Path | 
         meta = json.loads((run_dir / "meta.json").read_text())
         made = (run_dir / "frames.npz").stat().st_mtime
     except (OSError, ValueError):
-        return False
+        return None
     model_path = Path(model) if model else default_weights_path()
     weights = [model_path] + [Path(priors or default_priors_dir()) / f for f in PRIOR_FILES.values()]
     same_config = meta.get("config") == json.loads(json.dumps(cfg.to_dict(), default=_json_default))
-    return (same_config and meta.get("model") == str(model_path)
-            and all(not w.exists() or w.stat().st_mtime < made for w in weights))
+    unchanged = all(not w.exists() or w.stat().st_mtime < made for w in weights)
+    return meta if same_config and meta.get("model") == str(model_path) and unchanged else None
 
 
 def _row_of(key: str) -> str:

@@ -82,14 +82,15 @@ class MeshMetrics:
         return d
 
 
-def _restrict(points: np.ndarray, normals: np.ndarray, region: np.ndarray | None, radius: float):
+def _region_mask(points: np.ndarray, region: np.ndarray | None, radius: float) -> np.ndarray:
+    """Samples within ``radius`` of a region point (all samples without a region)."""
     if region is None:
-        return points, normals
+        return np.ones(len(points), bool)
     d, _ = cKDTree(np.asarray(region, dtype=np.float64)).query(points)
     keep = d <= radius
     if not keep.any():
         raise ConfigError("metrics: no sample lies in the requested region")
-    return points[keep], normals[keep]
+    return keep
 
 
 def point_set_metrics(pred: np.ndarray, pred_n: np.ndarray, gt: np.ndarray, gt_n: np.ndarray,
@@ -113,6 +114,9 @@ def _bidirectional(acc: np.ndarray, comp: np.ndarray, nc: float, taus_mm: Sequen
                        normal_consistency=nc, fscore=fs, n_pred=len(acc), n_gt=len(comp))
 
 
+Region = tuple[np.ndarray, float] | None  # (region points M×3, radius), mesh units; None = everywhere
+
+
 def mesh_to_mesh(pred, gt, n_points: int = 250_000, seed: int = 0, mm_per_unit: float = MM_PER_UNIT,
                  taus_mm: Sequence[float] = DEFAULT_TAUS_MM, region_points: np.ndarray | None = None,
                  region_radius: float = 0.04, keep: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -125,21 +129,35 @@ def mesh_to_mesh(pred, gt, n_points: int = 250_000, seed: int = 0, mm_per_unit: 
     NPHM's cut below the throat plane). ``exact=False``: distances to the other mesh's samples
     (the recipe's KD-tree protocol, with its sampling floor; see the module docstring).
     """
+    region = None if region_points is None else (region_points, region_radius)
+    return mesh_to_mesh_regions(pred, gt, {"": region}, n_points, seed, mm_per_unit, taus_mm, keep, exact)[""]
+
+
+def mesh_to_mesh_regions(pred, gt, regions: dict[str, Region], n_points: int = 250_000, seed: int = 0,
+                         mm_per_unit: float = MM_PER_UNIT, taus_mm: Sequence[float] = DEFAULT_TAUS_MM,
+                         keep: Callable[[np.ndarray], np.ndarray] | None = None,
+                         exact: bool = True) -> dict[str, MeshMetrics]:
+    """:func:`mesh_to_mesh` for several regions of one mesh pair (e.g. full head and face) from
+    one set of samples: the exact closest points are computed once and each region takes its
+    subset, so a region's numbers equal a separate :func:`mesh_to_mesh` call's."""
     pred, gt = as_trimesh(pred), as_trimesh(gt)
     pp, pn = sample_surface(pred, n_points, seed)
     gp, gn = sample_surface(gt, n_points, seed + 1)
     if keep is not None:
         pm, gm = keep(pp), keep(gp)
         pp, pn, gp, gn = pp[pm], pn[pm], gp[gm], gn[gm]
-    pp, pn = _restrict(pp, pn, region_points, region_radius)
-    gp, gn = _restrict(gp, gn, region_points, region_radius)
+    masks = {name: (_region_mask(pp, *r), _region_mask(gp, *r)) if r is not None else (slice(None), slice(None))
+             for name, r in regions.items()}
     if not exact:
-        return point_set_metrics(pp, pn, gp, gn, mm_per_unit, taus_mm)
+        return {name: point_set_metrics(pp[a], pn[a], gp[b], gn[b], mm_per_unit, taus_mm)
+                for name, (a, b) in masks.items()}
     _, acc, acc_face = closest_points_on_mesh(gt, pp)
     _, comp, comp_face = closest_points_on_mesh(pred, gp)
-    nc = 0.5 * (np.abs((pn * gt.face_normals[acc_face]).sum(1)).mean()
-                + np.abs((gn * pred.face_normals[comp_face]).sum(1)).mean())
-    return _bidirectional(acc * mm_per_unit, comp * mm_per_unit, float(nc), taus_mm)
+    acc_cos = np.abs((pn * gt.face_normals[acc_face]).sum(1))
+    comp_cos = np.abs((gn * pred.face_normals[comp_face]).sum(1))
+    return {name: _bidirectional(acc[a] * mm_per_unit, comp[b] * mm_per_unit,
+                                 float(0.5 * (acc_cos[a].mean() + comp_cos[b].mean())), taus_mm)
+            for name, (a, b) in masks.items()}
 
 
 def _small_triangles(mesh: trimesh.Trimesh, max_edge_factor: float) -> tuple[np.ndarray, np.ndarray]:

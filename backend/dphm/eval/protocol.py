@@ -23,7 +23,7 @@ import numpy as np
 import trimesh
 
 from ..data.ict_facekit import REGION_FACE
-from .metrics import as_trimesh, closest_points_on_mesh, mesh_to_mesh, points_to_mesh
+from .metrics import as_trimesh, closest_points_on_mesh, mesh_to_mesh_regions, points_to_mesh
 
 FACE_RADIUS_M = 0.01  # face-region samples: within 1 cm of a ground-truth face vertex
 NECK_MARGIN_M = 0.003  # samples below the GT neck cut + this margin are ignored (NPHM's throat-plane rule)
@@ -133,9 +133,9 @@ def frame_fidelity(pred, gt: GroundTruthSurface, points: np.ndarray | None = Non
     ICP) and ``depth_raw`` (no ICP). ``pred``: a trimesh or (vertices, faces) in camera metres."""
     pred = as_trimesh(pred)
     gt_mesh = gt.mesh
-    out = {"full": mesh_to_mesh(pred, gt_mesh, n_points, seed, mm_per_unit=1000.0, keep=gt.above_neck).as_dict(),
-           "face": mesh_to_mesh(pred, gt_mesh, n_points, seed, mm_per_unit=1000.0, keep=gt.above_neck,
-                                region_points=gt.face_vertices, region_radius=FACE_RADIUS_M).as_dict()}
+    regions = {"full": None, "face": (gt.face_vertices, FACE_RADIUS_M)}
+    out = {name: m.as_dict() for name, m in mesh_to_mesh_regions(pred, gt_mesh, regions, n_points, seed,
+                                                                 mm_per_unit=1000.0, keep=gt.above_neck).items()}
     if points is not None and len(points):
         out.update(depth_protocol(pred, points, normals, gt))
     return out

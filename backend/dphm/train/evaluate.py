@@ -181,7 +181,7 @@ def _mesh_metrics(model: HeadModel, gt: HeldoutHead, z_id, z_ex, resolution: int
         return {}
     import trimesh
 
-    from ..eval.metrics import mesh_to_mesh
+    from ..eval.metrics import mesh_to_mesh_regions
     from ..meshing import MeshingConfig, extract_mesh
 
     def sdf_fn(pts: torch.Tensor) -> torch.Tensor:
@@ -197,6 +197,5 @@ def _mesh_metrics(model: HeadModel, gt: HeldoutHead, z_id, z_ex, resolution: int
     mesh = extract_mesh(sdf_fn, cfg).to_trimesh()
     gt_mesh = trimesh.Trimesh(gt.vertices, gt.faces, process=False)
     face_points = gt.vertices[np.unique(gt.faces[gt.face_region == REGION_FACE])]
-    full = mesh_to_mesh(mesh, gt_mesh, n_points=100_000).as_dict()
-    face = mesh_to_mesh(mesh, gt_mesh, n_points=100_000, region_points=face_points, region_radius=0.01).as_dict()
-    return {"full": full, "face": face}
+    regions = {"full": None, "face": (face_points, 0.01)}
+    return {name: m.as_dict() for name, m in mesh_to_mesh_regions(mesh, gt_mesh, regions, n_points=100_000).items()}
