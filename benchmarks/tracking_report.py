@@ -24,7 +24,7 @@ ROW_NAMES = {"ours": "DPHM priors (ours)", "no_prior": "no prior (ℓ2, NPHM-sty
 ROW_COLOURS = {"ours": "#d62728", "no_prior": "#1f77b4", "3dmm": "#7f7f7f"}
 SWEEP_AXES = {"noise": "sensor noise (× the Kinect model's σ)", "points": "observed points per frame",
               "distance": "head distance (m)"}
-PHASES = ("read", "identity", "track", "refine", "mesh_canonical", "mesh")
+PHASES = ("read", "identity", "repose", "track", "refine", "mesh_canonical", "mesh")
 ERROR_RANGE_MM = 6.0  # the recipe's colour range for error renderings
 
 

@@ -14,7 +14,7 @@ from .errors import Cancelled
 class Progress:
     """One progress update of a long job."""
 
-    phase: str  # e.g. "read", "identity", "track", "refine", "mesh"
+    phase: str  # e.g. "read", "identity", "repose", "track", "refine", "mesh"
     done: int
     total: int
     message: str = ""

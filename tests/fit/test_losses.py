@@ -1,11 +1,12 @@
-"""Loss terms: truncation, the normal term's sign convention, smoothness, prior fallback."""
+"""Loss terms: truncation, the normal term's sign convention, smoothness, pose anchor, prior fallback."""
 
 from __future__ import annotations
 
 import torch
 
 from dphm.fit.config import LossWeights
-from dphm.fit.losses import Priors, expression_prior, identity_prior, smoothness, surface_and_normal_terms
+from dphm.fit.losses import (Priors, expression_prior, identity_prior, pose_anchor, smoothness,
+                             surface_and_normal_terms)
 
 
 class Sphere(torch.nn.Module):
@@ -49,3 +50,14 @@ def test_prior_fallback_is_an_l2_pull_towards_the_mean_code():
     assert float(identity_prior(mean, Priors(), mean, w)) == 0.0
     assert abs(float(identity_prior(mean * 2, Priors(), mean, w)) - w.l2_identity * 5) < 1e-6
     assert abs(float(expression_prior(torch.ones(2, 3), Priors(), w)) - w.l2_expression * 3) < 1e-6
+
+
+def test_pose_anchor_pulls_corrections_to_the_preprocessing_pose():
+    omega = torch.zeros(2, 3)
+    delta_t = torch.zeros(2, 3)
+    w = LossWeights(pose_rotation=10.0, pose_translation=2.0)
+    assert float(pose_anchor(omega, delta_t, w)) == 0.0
+    omega[1, 2] = 0.1  # 0.1 rad on one of two frames → 10 · 0.01 / 2
+    delta_t[0, 0] = 0.01  # 1 cm = 0.04 units on the other → 2 · 0.0016 / 2
+    assert abs(float(pose_anchor(omega, delta_t, w)) - (0.05 + 0.0016)) < 1e-7
+    assert float(pose_anchor(omega, delta_t, LossWeights(pose_rotation=0.0, pose_translation=0.0))) == 0.0

@@ -47,7 +47,7 @@ def uninterrupted(tmp_path_factory, sim_recording, tiny_model_path):
 
 def test_phases_run_in_order_and_write_the_result(uninterrupted, tiny_model):
     out, summary, rec = uninterrupted
-    assert rec.phases() == ["read", "identity", "track", "refine", "mesh"]
+    assert rec.phases() == ["read", "identity", "repose", "track", "refine", "mesh"]
     assert ("track", SIM_FRAMES, SIM_FRAMES) in rec.updates and ("mesh", SIM_FRAMES, SIM_FRAMES) in rec.updates
     frames, meta = load_result(out)
     f, v = SIM_FRAMES, summary.vertices
@@ -59,8 +59,9 @@ def test_phases_run_in_order_and_write_the_result(uninterrupted, tiny_model):
     assert np.allclose(np.linalg.det(frames.extras["rotation"]), 1.0, atol=1e-5)
     assert frames.fps == pytest.approx(15.0) and len(frames.timestamps) == f
     assert (out / "canonical.ply").is_file() and not (out / ".checkpoint").exists()
-    for key in ("read", "identity", "track", "refine", "mesh"):
+    for key in ("read", "identity", "repose", "track", "refine", "mesh"):
         assert key in meta["seconds_per_frame"]
+    assert meta["phase_log"]["repose"]["frames_refitted"] >= 1
     inv = meta["inversion"]
     assert inv["converged"] + inv["approximate"] + inv["fallback"] == f * v
     assert len(meta["inversion_per_frame"]["fallback"]) == f
@@ -135,6 +136,34 @@ def test_tracking_fits_the_observations_better_than_the_mean_head(uninterrupted,
     # Median |SDF| of the depth points: ≈1.8 mm for the mean head at the preprocessing pose, ≈1.5 mm
     # tracked, close to the sensor noise of the binned simulated Kinect.
     assert np.mean(errs_fit) < 0.9 * np.mean(errs_init), (errs_fit, errs_init)
+
+
+def _rotation_change_deg(rotations: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    cos = (np.einsum("fij,fij->f", rotations, reference) - 1) / 2
+    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+
+def test_pose_anchor_and_fixed_scale(uninterrupted, tmp_path, sim_recording, tiny_model_path):
+    """Without the re-pose, a strong rotation anchor keeps every frame at its preprocessing
+    rotation (the default run, re-posed and lightly anchored, moves), and ``optimise_scale =
+    False`` keeps the scale at 1 through refinement."""
+    from dphm.fit.tracker import read_observations
+
+    cfg = tiny()
+    cfg.losses.pose_rotation = 1e4
+    cfg.identity.optimise_scale = False
+    cfg.repose = False
+    out = tmp_path / "anchored"
+    track(sim_recording, out, cfg, model=tiny_model_path)
+    anchored, _ = load_result(out)
+    free, _ = load_result(uninterrupted[0])
+    with open_recording(sim_recording) as rec:
+        obs = read_observations(rec, cfg, Reporter(), 0, None, 1)
+    moved_anchored = _rotation_change_deg(anchored.extras["rotation"], obs.rotation)
+    moved_free = _rotation_change_deg(free.extras["rotation"], obs.rotation)
+    assert float(anchored.extras["scale"]) == 1.0
+    assert moved_anchored.max() < 0.1, moved_anchored
+    assert moved_free.max() > 2 * moved_anchored.max(), (moved_free, moved_anchored)
 
 
 def test_cancel_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_path, sim_recording, tiny_model_path,

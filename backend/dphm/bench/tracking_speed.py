@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-PHASES = ("read", "identity", "track", "refine", "mesh_canonical", "mesh")
+PHASES = ("read", "identity", "repose", "track", "refine", "mesh_canonical", "mesh")
 REFERENCE_RESOLUTION = 256
 DENSE_BATCH = 100_000
 log = logging.getLogger("dphm.bench.tracking")

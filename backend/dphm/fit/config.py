@@ -33,6 +33,12 @@ class LossWeights:
     smooth_expression: float = 1.0  # ‖z_i − z_{i−1}‖²
     smooth_rotation: float = 1.0  # ‖R_i − R_{i−1}‖_F²
     smooth_translation: float = 1.0  # ‖t_i − t_{i−1}‖² in model units
+    pose_rotation: float = 10.0  # ‖ω‖² (rad²) pulls each frame's rotation to its preprocessing pose:
+    # without landmarks a head can slide tangentially (rotate about its centre) while the depth
+    # still fits, so the rotation drifted (s100: 2.8° mean, 5.7° at the end; `quality`: 7.9°)
+    # and face CD-L1 rose (docs/tracking.md, "Pose drift")
+    pose_translation: float = 0.0  # ‖δt‖² in model units: the same for the translation (left free:
+    # the sensor's depth bias and the rotation pivot shift it; anchoring it cost 0.1–0.2 mm)
 
 
 @dataclass
@@ -105,6 +111,8 @@ class TrackConfig(DictConfig):
     refine: RefinePhase = field(default_factory=RefinePhase)
     mesh: MeshPhase = field(default_factory=MeshPhase)
     max_observed_points: int = 20000  # preprocessing point budget per frame
+    repose: bool = True  # after phase 1, refit every frame's rigid pose against the fitted identity
+    # instead of the mean head (dphm.fit.repose); the pose anchor then holds frames there
     priors: bool = True  # diffusion priors when shipped; False = the l2 regularisers of LossWeights
     # (the NPHM-style no-prior ablation of `dphm bench tracking`)
     prior_t_range: tuple[float, float] = (0.4, 0.6)  # diffusion regulariser noise levels (of T)
@@ -161,10 +169,11 @@ def reference() -> TrackConfig:
     """The DPHM reference schedule (recipe §5.4) run in our code, for speed comparisons:
     1 keyframe × 201 steps × 10 000 points, strictly sequential tracking with 20 steps × 10 000
     points per frame, 30 epochs over all 2-frame windows × 5 000 points, normals and priors on
-    every step. DPHM then marches a dense 256³ grid per frame; the result format needs one
+    every step, no pose anchor or re-pose. DPHM then marches a dense 256³ grid per frame; the result format needs one
     topology, so the tracker still meshes once and inverts, and ``dphm bench tracking`` measures
     the dense per-frame marching cubes separately (docs/tracking-benchmark.md)."""
-    return TrackConfig(name="reference", identity=IdentityPhase(keyframes=1, steps=201, points=10000),
+    return TrackConfig(name="reference", losses=LossWeights(pose_rotation=0.0), repose=False,
+                       identity=IdentityPhase(keyframes=1, steps=201, points=10000),
                        track=TrackPhase(steps=20, chunk=1, points=10000))
 
 

@@ -8,6 +8,7 @@ with the current pose, where the head model's SDF is evaluated.
 - normals: 1 − cos(∇SDF, n) with n the observed outward (camera-facing) normal in model axes;
 - priors: the diffusion regulariser (:meth:`DiffusionPrior.regulariser`) on z_id / z_ex, or
   an l2 fallback when no prior file is shipped;
+- pose anchor: ‖ω‖², ‖δt‖² (model units), the per-frame corrections of the preprocessing pose;
 - smoothness: ‖z_i − z_{i−1}‖², ‖R_i − R_{i−1}‖_F², ‖t_i − t_{i−1}‖² (t in model units).
 """
 
@@ -96,3 +97,13 @@ def smoothness(z_ex: torch.Tensor, rotation: torch.Tensor, translation_m: torch.
     dr = (rotation[1:] - rotation[:-1]).pow(2).sum((-1, -2))
     dt = ((translation_m[1:] - translation_m[:-1]) * UNITS_PER_METRE).pow(2).sum(-1)
     return (w.smooth_expression * dz + w.smooth_rotation * dr + w.smooth_translation * dt).mean()
+
+
+def pose_anchor(omega: torch.Tensor, delta_t_m: torch.Tensor, w: LossWeights) -> torch.Tensor:
+    """‖ω‖² and ‖δt‖² (model units) of (B,3) pose corrections, mean over frames: keeps the
+    rigid pose near the per-frame preprocessing pose, so the deformation cannot trade expression
+    for head rotation over a sequence."""
+    if not (w.pose_rotation or w.pose_translation):
+        return omega.new_zeros(())
+    return (w.pose_rotation * omega.pow(2).sum(-1)
+            + w.pose_translation * (delta_t_m * UNITS_PER_METRE).pow(2).sum(-1)).mean()

@@ -1,7 +1,8 @@
 """The three optimisation phases (recipe §5.4) and the meshing phase, on a :class:`FitContext`.
 
 1. ``identity``: identity code, keyframe expressions and poses, the shared scale (keyframes
-   batched into one forward pass).
+   batched into one forward pass); then ``repose``: every frame's base pose refitted by rigid
+   ICP against the fitted identity instead of the mean head.
 2. ``track``: chunks of consecutive frames, each initialised from the previous frame's result,
    with temporal smoothness to the (detached) previous frame; chunk = 1 is the recipe.
 3. ``refine``: everything jointly over sliding windows of consecutive frames, one Adam step per
@@ -28,7 +29,7 @@ from ..meshing.marching import MeshingConfig, extract_mesh
 from ..model.head import HeadModel
 from ..progress import Reporter
 from .config import TrackConfig
-from .losses import Priors, expression_prior, identity_prior, smoothness, surface_and_normal_terms
+from .losses import Priors, expression_prior, identity_prior, pose_anchor, smoothness, surface_and_normal_terms
 from .pose import camera_to_model, compose
 from .state import Checkpoint, Observations, TrackState
 
@@ -140,7 +141,8 @@ def run_identity(ctx: FitContext) -> None:
                                            _truncation(progress, cfg.truncation), rng)
         on = step % ctx.config.prior_every == 0
         loss = (data + identity_prior(z_id, ctx.priors, ctx.mean_code, ctx.config.losses, gen, on)
-                + expression_prior(z_ex, ctx.priors, ctx.config.losses, gen, on))
+                + expression_prior(z_ex, ctx.priors, ctx.config.losses, gen, on)
+                + pose_anchor(omega, delta_t, ctx.config.losses))
         loss.backward()
         opt.step()
         ctx.reporter.update("identity", step + 1, cfg.steps)
@@ -154,6 +156,21 @@ def run_identity(ctx: FitContext) -> None:
     st.identity_done = True
     st.phase_log["identity"] = {"keyframes": kf.tolist(), **stats}
     ctx.add_time("identity", time.perf_counter() - t0, len(kf))
+    ctx.checkpoint.save_state(st)
+
+
+def run_repose(ctx: FitContext) -> None:
+    """Between phases 1 and 2: every frame's base pose refitted against the fitted identity
+    (:mod:`dphm.fit.repose`); the new poses are checkpointed with the observations."""
+    from .repose import repose_frames
+
+    st = ctx.state
+    if not ctx.config.repose or "repose" in st.phase_log or st.tracked > 0:
+        return
+    stats = repose_frames(ctx)
+    ctx.obs.save(ctx.checkpoint.observations_path)
+    st.phase_log["repose"] = stats
+    ctx.add_time("repose", stats["seconds"], ctx.obs.num_frames)
     ctx.checkpoint.save_state(st)
 
 
@@ -189,7 +206,8 @@ def run_track(ctx: FitContext) -> None:
             if prev is not None:
                 zs, rs, ts = torch.cat([prev[0], z_ex]), torch.cat([prev[1], rot]), torch.cat([prev[2], trans])
             on = (start + step) % ctx.config.prior_every == 0
-            loss = data + expression_prior(z_ex, ctx.priors, w, gen, on) + smoothness(zs, rs, ts, w)
+            loss = (data + expression_prior(z_ex, ctx.priors, w, gen, on) + smoothness(zs, rs, ts, w)
+                    + pose_anchor(omega, delta_t, w))
             loss.backward()
             opt.step()
         with torch.no_grad():
@@ -290,7 +308,8 @@ def run_refine(ctx: FitContext) -> None:
                                                      p["log_scale"][0], cfg.points, cfg.truncation, rng)
             on = k % ctx.config.prior_every == 0
             loss = (data + identity_prior(p["z_id"], ctx.priors, ctx.mean_code, w, gen, on)
-                    + expression_prior(p["z_ex"], ctx.priors, w, gen, on) + smoothness(p["z_ex"], rot, trans, w))
+                    + expression_prior(p["z_ex"], ctx.priors, w, gen, on) + smoothness(p["z_ex"], rot, trans, w)
+                    + pose_anchor(p["omega"], p["delta_t"], w))
             grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
             g = {name: (gr if gr is not None else torch.zeros_like(p[name])) for name, gr in zip(p, grads)}
             with torch.no_grad():
@@ -299,7 +318,8 @@ def run_refine(ctx: FitContext) -> None:
                 adam.step("z_ex", z_ex, rows, g["z_ex"], cfg.lr_expression * factor)
                 adam.step("omega", omega, rows, g["omega"], cfg.lr_pose * factor)
                 adam.step("delta_t", delta_t, rows, g["delta_t"], cfg.lr_pose * factor)
-                adam.step("log_scale", log_scale, zero_row, g["log_scale"], cfg.lr_pose * factor)
+                if ctx.config.identity.optimise_scale:
+                    adam.step("log_scale", log_scale, zero_row, g["log_scale"], cfg.lr_pose * factor)
             ctx.reporter.update("refine", sum(n_windows[:epoch]) + k + 1, total)
         st.z_id, st.z_ex, st.omega, st.delta_t = z_id, z_ex, omega, delta_t
         st.log_scale = log_scale.reshape(())

@@ -22,7 +22,7 @@ from ..model.head import HeadModel, default_weights_path
 from ..progress import Progress, Reporter
 from .config import TrackConfig
 from .losses import Priors
-from .phases import FitContext, canonical_mesh, run_identity, run_mesh, run_refine, run_track
+from .phases import FitContext, canonical_mesh, run_identity, run_mesh, run_refine, run_repose, run_track
 from .state import Checkpoint, Observations, TrackState, config_fingerprint
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,7 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
     state.omega, state.delta_t, state.log_scale = state.omega.to(dev), state.delta_t.to(dev), state.log_scale.to(dev)
     ctx = FitContext(head, obs, state, config, ckpt, reporter, priors, dev)
     run_identity(ctx)
+    run_repose(ctx)
     run_track(ctx)
     run_refine(ctx)
     verts_c, faces, canon_stats = canonical_mesh(ctx)
