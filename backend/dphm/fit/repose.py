@@ -30,13 +30,13 @@ def identity_head(model: HeadModel, z_id: torch.Tensor, mean: MeanHead, steps: i
     x = torch.as_tensor(mean.points, dtype=torch.float32, device=z_id.device)[None]
     with torch.no_grad():
         anchors = model.anchors(z_id)
-    for _ in range(steps + 1):
+    for k in range(steps + 1):  # the last pass only evaluates the normals
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             sdf = model(xg, z_id, None, anchors).sdf
             grad = torch.autograd.grad(sdf.sum(), xg)[0]
         normal = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        if _ < steps:
+        if k < steps:
             x = (x - sdf[..., None] * normal).detach()
     pts = x[0].double().cpu().numpy()
     nrm = normal[0].double().cpu().numpy()
