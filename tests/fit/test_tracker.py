@@ -13,6 +13,7 @@ from dphm.errors import Cancelled, ConfigError
 from dphm.fit.config import tiny
 from dphm.fit.state import Checkpoint
 from dphm.fit.tracker import track
+from dphm.preprocess.pose import rotation_error_deg
 from dphm.progress import Reporter
 from dphm.recording import open_recording
 from dphm.result.format import DepthPreview, load_result
@@ -139,8 +140,7 @@ def test_tracking_fits_the_observations_better_than_the_mean_head(uninterrupted,
 
 
 def _rotation_change_deg(rotations: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    cos = (np.einsum("fij,fij->f", rotations, reference) - 1) / 2
-    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    return np.array([rotation_error_deg(a, b) for a, b in zip(rotations, reference)])
 
 
 def test_pose_anchor_and_fixed_scale(uninterrupted, tmp_path, sim_recording, tiny_model_path):

@@ -46,12 +46,19 @@ class FitContext:
     device: torch.device = torch.device("cpu")
 
     def __post_init__(self) -> None:
-        self.rotation0 = torch.as_tensor(self.obs.rotation, dtype=torch.float32, device=self.device)
-        self.translation0 = torch.as_tensor(self.obs.translation, dtype=torch.float32, device=self.device)
+        self.set_base_poses(self.obs.rotation, self.obs.translation)
         self.scale0 = float(self.obs.scale)
         self.mean_code = self.model.mean_identity_code().to(self.device)
 
     # -- helpers -------------------------------------------------------------------------
+    def set_base_poses(self, rotation: np.ndarray, translation: np.ndarray) -> None:
+        """The per-frame poses (F,3,3), (F,3) metres that the corrections ω, δt apply to: the
+        preprocessing poses, or the re-posed ones (stored in ``obs``, which is checkpointed)."""
+        self.obs.rotation = np.asarray(rotation, self.obs.rotation.dtype)
+        self.obs.translation = np.asarray(translation, self.obs.translation.dtype)
+        self.rotation0 = torch.as_tensor(self.obs.rotation, dtype=torch.float32, device=self.device)
+        self.translation0 = torch.as_tensor(self.obs.translation, dtype=torch.float32, device=self.device)
+
     def scale(self, log_scale: torch.Tensor) -> torch.Tensor:
         return self.scale0 * torch.exp(log_scale)
 

@@ -50,20 +50,18 @@ def repose_frames(ctx, config: PoseConfig | None = None) -> dict:
     """Refit each frame's base pose (``ctx.obs``) by rigid ICP against the fitted identity,
     starting from the current pose (base ∘ correction); zero the corrections. Returns stats.
     A cancel (through the reporter) leaves the checkpoint untouched: the caller saves."""
-    from .pose import axis_angle_to_matrix
-
     t0 = time.perf_counter()
     st, obs = ctx.state, ctx.obs
     cfg = config or replace(PoseConfig(), use_rigidity=True)
     head = identity_head(ctx.model, st.z_id.to(ctx.device), load_mean_head())
     scale = float(ctx.scale(st.log_scale))
     with torch.no_grad():
-        corr = axis_angle_to_matrix(st.omega.cpu().double()).numpy()
-    delta_t = st.delta_t.cpu().double().numpy()
+        rot, trans = ctx.poses(np.arange(obs.num_frames), st.omega.to(ctx.device), st.delta_t.to(ctx.device))
+    rotation, translation = rot.double().cpu().numpy(), trans.double().cpu().numpy()
     changes, refitted = [], 0
     ctx.reporter.update("repose", 0, obs.num_frames)
     for i in range(obs.num_frames):
-        init = HeadPose(corr[i] @ obs.rotation[i], obs.translation[i] + delta_t[i], scale)
+        init = HeadPose(rotation[i], translation[i], scale)
         a, b = obs.offsets[i], obs.offsets[i + 1]
         new = init
         if obs.found[i] and b - a >= 50:
@@ -72,13 +70,11 @@ def repose_frames(ctx, config: PoseConfig | None = None) -> dict:
             if fit.is_good(cfg):
                 new, refitted = fit.pose, refitted + 1
         changes.append(rotation_error_deg(new.rotation, obs.rotation[i]))
-        obs.rotation[i] = new.rotation.astype(obs.rotation.dtype)
-        obs.translation[i] = new.translation.astype(obs.translation.dtype)
+        rotation[i], translation[i] = new.rotation, new.translation
         ctx.reporter.update("repose", i + 1, obs.num_frames)
+    ctx.set_base_poses(rotation, translation)
     st.omega.zero_()
     st.delta_t.zero_()
-    ctx.rotation0 = torch.as_tensor(obs.rotation, dtype=torch.float32, device=ctx.device)
-    ctx.translation0 = torch.as_tensor(obs.translation, dtype=torch.float32, device=ctx.device)
     return {"frames_refitted": refitted, "rotation_change_deg_mean": float(np.mean(changes)) if changes else 0.0,
             "rotation_change_deg_max": float(np.max(changes)) if changes else 0.0,
             "seconds": time.perf_counter() - t0}

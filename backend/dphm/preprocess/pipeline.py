@@ -546,9 +546,10 @@ def preprocess_recording(recording: Recording, config: PreprocessConfig | None =
                     if scale is not None:
                         prev.scale = scale
                     finished.append(pool.submit(_finish, posed, config, model, 1 if parallel else -1))
-                else:
+                else:  # no head: nothing to finish, only its place in the output order
                     prev = None
-                    finished.append(pool.submit(lambda obs: obs, posed))
+                    finished.append(Future())
+                    finished[-1].set_result(posed)
             if parallel:  # keep the pool busy while the caller handles the observations
                 submit(ahead)
             while finished and (failing or not prepared or finished[0].done() or len(finished) > ahead):
