@@ -22,16 +22,17 @@ from .conftest import SIM_FRAMES
 
 
 class Recorder:
-    """Progress callback that remembers updates and can cancel after ``cancel_after`` track frames."""
+    """Progress callback that remembers updates and can cancel once ``cancel_after`` units of
+    ``phase`` are done (the phase stops at its next progress update)."""
 
-    def __init__(self, cancel_after: int | None = None):
+    def __init__(self, cancel_after: int | None = None, phase: str = "track"):
         self.updates: list = []
         self.reporter = Reporter(self, threading.Event())
-        self.cancel_after = cancel_after
+        self.cancel_after, self.phase = cancel_after, phase
 
     def __call__(self, p) -> None:
         self.updates.append((p.phase, p.done, p.total))
-        if self.cancel_after is not None and p.phase == "track" and p.done >= self.cancel_after:
+        if self.cancel_after is not None and p.phase == self.phase and p.done >= self.cancel_after:
             self.reporter.cancel_event.set()
 
     def phases(self) -> list[str]:
@@ -211,6 +212,54 @@ def test_cancel_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_pat
         chamfer = (cKDTree(va).query(vb)[0].mean() + cKDTree(vb).query(va)[0].mean()) / 2
         assert chamfer < 2.5e-3  # metres (measured ≈ 1.5 mm with the shipped priors)
     np.testing.assert_allclose(b.extras["translation"], a.extras["translation"], atol=3e-3)
+
+
+def test_cancel_in_the_mesh_phase_keeps_the_meshed_groups(tmp_path, sim_recording, tiny_model_path, tiny_model,
+                                                          monkeypatch):
+    """The tiny preset meshes groups of 4 frames (6 frames: 4 + 2). Cancelled after the first
+    group, the resumed job keeps its 4 frames and solves only the last two."""
+    frames = tiny().mesh.inversion.frames
+    assert 1 < frames < SIM_FRAMES and SIM_FRAMES % frames
+    out = tmp_path / "mesh_resumed"
+    with pytest.raises(Cancelled):
+        track(sim_recording, out, tiny(), Recorder(cancel_after=0, phase="mesh").reporter, model=tiny_model_path)
+    ckpt = Checkpoint(out)
+    assert ckpt.load_state().meshed == frames
+    kept = [ckpt.load_frame(i)[0] for i in range(frames)]
+    assert not ckpt.frame_path(frames).exists()
+
+    saved = []
+    real_save_frame = Checkpoint.save_frame
+
+    def spy(self, position, vertices, report):
+        saved.append(position)
+        real_save_frame(self, position, vertices, report)
+
+    monkeypatch.setattr(Checkpoint, "save_frame", spy)
+    second = Recorder()
+    summary = track(sim_recording, out, tiny(), second.reporter, model=tiny_model_path)
+    assert summary.resumed and saved == list(range(frames, SIM_FRAMES))
+    assert [u for u in second.updates if u[0] == "mesh"][0] == ("mesh", frames, SIM_FRAMES)
+    result, meta = load_result(out)
+    assert len(meta["inversion_per_frame"]["converged"]) == SIM_FRAMES
+    # Back to model units: the kept frames are the checkpointed ones; the new ones are solved.
+    import trimesh
+
+    x_c = torch.tensor(np.asarray(trimesh.load(out / "canonical.ply", process=False).vertices), dtype=torch.float32)
+    z_id = torch.from_numpy(result.extras["identity_code"])[None]
+    s = float(result.extras["scale"])
+    for i in range(SIM_FRAMES):
+        r, t = result.extras["rotation"][i], result.extras["translation"][i]
+        x_p = ((result.vertices[i] - t) @ r) * 4.0 / s
+        if i < frames:
+            np.testing.assert_allclose(x_p, kept[i], atol=2e-5)
+        with torch.no_grad():
+            delta, _ = tiny_model.deformation(torch.from_numpy(x_p).float()[None],
+                                              torch.from_numpy(result.extras["expression_codes"][i])[None], z_id,
+                                              tiny_model.anchors(z_id))
+        residual = (torch.from_numpy(x_p).float() + delta[0] - x_c).norm(dim=-1)
+        # Accept bound + float32 storage in metres; fallback vertices are excluded.
+        assert int((residual >= 4e-4 + 5e-5).sum()) <= meta["inversion_per_frame"]["fallback"][i]
 
 
 def test_a_checkpoint_of_another_job_is_refused(tmp_path, sim_recording, tiny_model_path):

@@ -90,8 +90,9 @@ class InversionConfig:
     max_iterations: int = 12
     tolerance: float = 2e-5  # residual (units) counted as converged (2e-5 units = 5 µm)
     accept: float = 4e-4  # a non-converged vertex with residual below this (0.1 mm) is kept as is
-    jacobian_every: int = 4  # exact autograd Jacobian every k iterations (Broyden updates between)
     batch: int = 32768  # vertices per evaluation
+    frames: int = 8  # consecutive frames solved together, each warm-started from the frame before
+    # the group: one batched solve and one state checkpoint per group
     sdf_check_points: int = 2000  # posed-SDF residual measured on this many vertices per frame
 
 
@@ -161,7 +162,7 @@ def tiny() -> TrackConfig:
         refine=RefinePhase(epochs=2, window=3, stride=2, points=300, lr_identity=1e-3, lr_expression=3e-3,
                            lr_pose=5e-4, lr_decay_at=(), truncation=0.03),
         mesh=MeshPhase(resolution=40, coarse_resolution=10,
-                       inversion=InversionConfig(max_iterations=10, sdf_check_points=200)),
+                       inversion=InversionConfig(max_iterations=10, frames=4, sdf_check_points=200)),
         max_observed_points=3000)
 
 

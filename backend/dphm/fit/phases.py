@@ -363,10 +363,17 @@ def canonical_mesh(ctx: FitContext) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 def run_mesh(ctx: FitContext, canonical: np.ndarray, faces: np.ndarray) -> None:
-    """Posed vertices of every frame (model units) into the checkpoint, one file per frame."""
+    """Posed vertices of every frame (model units) into the checkpoint, one file per frame.
+
+    Groups of ``inversion.frames`` consecutive frames are solved together, warm-started from
+    the frame before the group; a group's frame files are written before the state (``meshed``)
+    is checkpointed, once per group, so a resumed job keeps every finished frame."""
+    from ..meshing.inverse import vertex_adjacency
+
     st, inv = ctx.state, ctx.config.mesh.inversion
     n_frames = ctx.obs.num_frames
     x_c = torch.from_numpy(canonical).float().to(ctx.device)
+    adjacency = vertex_adjacency(faces, len(x_c))
     z_id = st.z_id.to(ctx.device)
     with torch.no_grad():
         anchors = ctx.model.anchors(z_id)
@@ -377,22 +384,28 @@ def run_mesh(ctx: FitContext, canonical: np.ndarray, faces: np.ndarray) -> None:
     check = torch.from_numpy(np.sort(check_rng.choice(len(x_c), min(inv.sdf_check_points, len(x_c)),
                                                       replace=False))).to(ctx.device)
     ctx.reporter.update("mesh", st.meshed, n_frames)
-    for i in range(st.meshed, n_frames):
+    while st.meshed < n_frames:
         t0 = time.perf_counter()
-        z_ex = st.z_ex[i:i + 1].to(ctx.device)
+        start, stop = st.meshed, min(st.meshed + max(inv.frames, 1), n_frames)
+        g = stop - start
+        z_ex = st.z_ex[start:stop].to(ctx.device)
 
-        def deform(x: torch.Tensor) -> torch.Tensor:
-            return ctx.model.deformation(x[None], z_ex, z_id, anchors)[0][0]
+        def deform(x: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+            b = len(frame)
+            return ctx.model.deformation(x, z_ex[frame], z_id.expand(b, -1), anchors.expand(b, -1, -1))[0]
 
-        x_p, warm, report = invert_deformation(deform, x_c, warm, inv.max_iterations, inv.tolerance, inv.accept,
-                                               inv.batch, faces)
+        x_p, warm, reports = invert_deformation(deform, x_c, warm, inv.max_iterations, inv.tolerance, inv.accept,
+                                                inv.batch, adjacency, frames=g)
         with torch.no_grad():
-            sdf = ctx.model(x_p[check][None], z_id, z_ex, anchors).sdf[0].abs() * MM_PER_UNIT
-        rep = report.as_dict()
-        rep.update(posed_sdf_mean_mm=float(sdf.mean()), posed_sdf_p95_mm=float(torch.quantile(sdf, 0.95)),
-                   max_residual_mm=report.max_residual * MM_PER_UNIT)
-        ctx.checkpoint.save_frame(i, x_p.cpu().numpy(), rep)
-        st.meshed = i + 1
-        ctx.add_time("mesh", time.perf_counter() - t0, 1)
+            sdf = ctx.model(x_p[:, check], z_id.expand(g, -1), z_ex, anchors.expand(g, -1, -1)).sdf.abs()
+            sdf_mean, sdf_p95 = (torch.stack([sdf.mean(1), torch.quantile(sdf, 0.95, dim=1)]) * MM_PER_UNIT).tolist()
+        vertices = x_p.cpu().numpy()
+        for k, report in enumerate(reports):
+            rep = report.as_dict()
+            rep.update(posed_sdf_mean_mm=sdf_mean[k], posed_sdf_p95_mm=sdf_p95[k],
+                       max_residual_mm=report.max_residual * MM_PER_UNIT)
+            ctx.checkpoint.save_frame(start + k, vertices[k], rep)
+        st.meshed = stop
+        ctx.add_time("mesh", time.perf_counter() - t0, g)
         ctx.checkpoint.save_state(st)
-        ctx.reporter.update("mesh", i + 1, n_frames)
+        ctx.reporter.update("mesh", stop, n_frames)
