@@ -93,15 +93,14 @@ def test_vertices_follow_the_pose_and_the_inverted_deformation(uninterrupted, ti
         with torch.no_grad():
             delta, _ = tiny_model.deformation(x_p[None], z_ex, z_id, tiny_model.anchors(z_id))
         res = (x_p + delta[0] - x_c).norm(dim=-1)
-        ok = torch.ones(len(res), dtype=torch.bool)  # fallback vertices are excluded from the bound
-        if meta["inversion_per_frame"]["fallback"][i]:
-            ok = res < 1e-3
-            assert int((~ok).sum()) <= meta["inversion_per_frame"]["fallback"][i]
+        # The report's fallback vertices (filled in from neighbours, not solved) are excluded:
+        # at most that many vertices may lie off the bounds below; drop the worst ones.
+        fallback = meta["inversion_per_frame"]["fallback"][i]
+        solved = res.sort().values[:len(res) - fallback]
         # Converged vertices: solver tolerance + float32 storage in metres (0.05 mm); the ones the
         # report counts as "approximate" were kept below the acceptance residual (0.1 mm).
-        loose = ok & (res >= 2e-4)
-        assert int(loose.sum()) <= meta["inversion_per_frame"]["approximate"][i]
-        worst = max(worst, float(res[ok].max()))
+        assert int((solved >= 2e-4).sum()) <= meta["inversion_per_frame"]["approximate"][i]
+        worst = max(worst, float(solved.max()))
     assert worst < 4e-4 + 5e-5
 
 
@@ -145,13 +144,15 @@ def _rotation_change_deg(rotations: np.ndarray, reference: np.ndarray) -> np.nda
 
 
 def test_pose_anchor_and_fixed_scale(uninterrupted, tmp_path, sim_recording, tiny_model_path):
-    """Without the re-pose, a strong rotation anchor keeps every frame at its preprocessing
-    rotation (the default run, re-posed and lightly anchored, moves), and ``optimise_scale =
-    False`` keeps the scale at 1 through refinement."""
+    """Without the re-pose, a strong rotation anchor in every phase (``anchor_pose`` extends it to
+    the identity phase) keeps every frame at its preprocessing rotation (the default run,
+    re-posed and lightly anchored, moves), and ``optimise_scale = False`` keeps the scale at 1
+    through refinement."""
     from dphm.fit.tracker import read_observations
 
     cfg = tiny()
     cfg.losses.pose_rotation = 1e4
+    cfg.identity.anchor_pose = True
     cfg.identity.optimise_scale = False
     cfg.repose = False
     out = tmp_path / "anchored"

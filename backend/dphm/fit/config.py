@@ -33,7 +33,8 @@ class LossWeights:
     smooth_expression: float = 1.0  # ‖z_i − z_{i−1}‖²
     smooth_rotation: float = 1.0  # ‖R_i − R_{i−1}‖_F²
     smooth_translation: float = 1.0  # ‖t_i − t_{i−1}‖² in model units
-    pose_rotation: float = 10.0  # ‖ω‖² (rad²) pulls each frame's rotation to its preprocessing pose:
+    pose_rotation: float = 10.0  # ‖ω‖² (rad²) pulls each frame's rotation to its preprocessing pose in tracking and
+    # refinement (in the identity phase only with IdentityPhase.anchor_pose):
     # without landmarks a head can slide tangentially (rotate about its centre) while the depth
     # still fits, so the rotation drifted (s100: 2.8° mean, 5.7° at the end; `quality`: 7.9°)
     # and face CD-L1 rose (docs/tracking.md, "Pose drift")
@@ -53,6 +54,10 @@ class IdentityPhase:
     lr_decay_at: tuple[float, ...] = (0.25, 0.5, 0.75)  # fractions of the steps where lrs ÷ 10
     truncation: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.25, 0.05), (0.5, 0.0075))  # (from, units)
     optimise_scale: bool = True
+    anchor_pose: bool = False  # apply the pose anchor (LossWeights.pose_rotation/translation) here
+    # too. Off: the preprocessing pose of a keyframe is off by the identity's mismatch with the mean
+    # head (3.5° on held-out heads), and holding the keyframes there bent the identity fitted to them
+    # (s101, CPU: face CD-L1 2.25 → 1.90 mm without it; docs/tracking.md, "Pose drift")
 
 
 @dataclass

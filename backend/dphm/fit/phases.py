@@ -149,7 +149,7 @@ def run_identity(ctx: FitContext) -> None:
         on = step % ctx.config.prior_every == 0
         loss = (data + identity_prior(z_id, ctx.priors, ctx.mean_code, ctx.config.losses, gen, on)
                 + expression_prior(z_ex, ctx.priors, ctx.config.losses, gen, on)
-                + pose_anchor(omega, delta_t, ctx.config.losses))
+                + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0))
         loss.backward()
         opt.step()
         ctx.reporter.update("identity", step + 1, cfg.steps)
