@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..canonical import MM_PER_UNIT
-from ..meshing.inverse import InversionState, invert_deformation
+from ..meshing.inverse import InversionState, invert_deformation, vertex_adjacency
 from ..meshing.marching import MeshingConfig, extract_mesh
 from ..model.head import HeadModel
 from ..progress import Reporter
@@ -368,8 +368,6 @@ def run_mesh(ctx: FitContext, canonical: np.ndarray, faces: np.ndarray) -> None:
     Groups of ``inversion.frames`` consecutive frames are solved together, warm-started from
     the frame before the group; a group's frame files are written before the state (``meshed``)
     is checkpointed, once per group, so a resumed job keeps every finished frame."""
-    from ..meshing.inverse import vertex_adjacency
-
     st, inv = ctx.state, ctx.config.mesh.inversion
     n_frames = ctx.obs.num_frames
     x_c = torch.from_numpy(canonical).float().to(ctx.device)
