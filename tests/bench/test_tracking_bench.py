@@ -38,8 +38,9 @@ def _fake_metrics(scale: float) -> dict:
     depth = {"chamfer_l1_mm": 1.5 * scale, "chamfer_l2_mm": scale, "normal_cosine": 0.97, "recall@1mm": 0.4,
              "recall@2.5mm": 0.8, "recall@5mm": 0.95, "recall@10mm": 1.0, "n_points": 50, "icp_scale": 1.0,
              "icp_translation_mm": 0.5}
-    return {"face": bid, "full": {**bid, "chamfer_l1_mm": 2 * scale}, "depth": depth,
-            "depth_raw": {**depth, "chamfer_l2_mm": 1.2 * scale}}
+    full = {**bid, "chamfer_l1_mm": 2 * scale}
+    return {"face": bid, "full": full, "depth": depth, "depth_raw": {**depth, "chamfer_l2_mm": 1.2 * scale},
+            "face_bias_free": {**bid, "chamfer_l1_mm": 0.5 * scale}, "full_bias_free": full}
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,8 @@ def test_summaries_and_goals(fake_result):
     assert g["face_cd_l1_nominal"]["met"] is True  # 0.77 mm ≤ 0.8 mm
     assert g["prior_gain_noise"]["value"] == pytest.approx(0.3) and g["prior_gain_noise"]["setting"] == 3.0
     assert g["prior_gain_points"]["setting"] == 500 and g["prior_gain_points"]["met"] is True
+    assert g["face_cd_l1_nominal_bias_free"]["value_mm"] == pytest.approx(0.35 * 1.1)
+    assert g["prior_gain_noise_bias_free"]["value"] == pytest.approx(0.3)
 
 
 def test_report_generator_writes_tables_and_plots(fake_result, tmp_path):
@@ -97,6 +100,8 @@ def test_report_generator_writes_tables_and_plots(fake_result, tmp_path):
         assert heading in text
     assert "These are fake test numbers" in text and "**fidelity, sweeps, speed**: tracker device `cpu` — CPU only" in text
     assert "| DPHM priors (ours) | 0.770 |" in text
+    assert "| DPHM priors (ours) | 0.385 |" in text  # the bias-free table
+    assert "face CD-L1, bias-free ≤ 0.8 mm" in text and "0.77 / 1.54 (0.39 / 1.54)" in text
     assert "**10.0×**" in text and "extrapolated" in text
     for png in ("tracking-sweeps-face.png", "tracking-sweeps-full.png", "tracking-per-frame.png", "tracking-errors.png"):
         assert (tmp_path / "images" / png).stat().st_size > 1000

@@ -280,13 +280,15 @@ def evaluate_meshes(mesh_of, seq_folder: Path, obs_path: Path, frames: list[int]
     gt = load_ground_truth(seq_folder)
     obs = Observations.load(obs_path)
     intr = gt.intrinsics
+    bias_m = float(gt.arrays["bias_mm"]) / 1000.0 if "bias_mm" in gt.arrays else None
     per_frame, renders = [], {}
     t0 = time.perf_counter()
     for i in frames:
         surface = GroundTruthSurface.from_ict(kit, gt.camera_vertices(i, kit))
         verts, faces = mesh_of(i)
         a, b = obs.offsets[i], obs.offsets[i + 1]
-        m = frame_fidelity((verts, faces), surface, obs.points[a:b], obs.normals[a:b], metric_points, seed=i)
+        m = frame_fidelity((verts, faces), surface, obs.points[a:b], obs.normals[a:b], metric_points, seed=i,
+                           bias_m=bias_m)
         per_frame.append({"frame": i, **m})
         if i in render_frames:
             box = crop_box(surface.vertices, surface.faces, intr)
@@ -351,23 +353,25 @@ def improvement(ours: float, other: float) -> float:
 
 
 def goals(result: dict) -> dict:
-    """The issue's goals, evaluated on face CD-L1 (mm)."""
+    """The issue's goals, evaluated on face CD-L1 (mm); each also ``*_bias_free`` (against the
+    ground truth as the biased sensor places it, :mod:`dphm.eval.protocol`) where scored."""
     out: dict = {}
     fid = result.get("fidelity", {}).get("summary", {})
-    if "ours" in fid and "face" in fid["ours"]:
-        v = fid["ours"]["face"]["chamfer_l1_mm"]
-        out["face_cd_l1_nominal"] = {"target_mm": 0.8, "value_mm": v, "met": bool(v <= 0.8)}
     sweeps = result.get("sweeps", {})
-    for name, pick in (("noise", max), ("points", min)):
-        points = sweeps.get(name, [])
-        if not points:
-            continue
-        worst = next(p for p in points if p["value"] == pick(q["value"] for q in points))
-        s = worst["summary"]
-        if "face" in s.get("ours", {}) and "face" in s.get("no_prior", {}):
-            gain = improvement(s["ours"]["face"]["chamfer_l1_mm"], s["no_prior"]["face"]["chamfer_l1_mm"])
-            out[f"prior_gain_{name}"] = {"setting": worst["value"], "target": 0.15, "value": gain,
-                                         "met": bool(gain >= 0.15)}
+    for region, suffix in (("face", ""), ("face_bias_free", "_bias_free")):
+        if region in fid.get("ours", {}):
+            v = fid["ours"][region]["chamfer_l1_mm"]
+            out["face_cd_l1_nominal" + suffix] = {"target_mm": 0.8, "value_mm": v, "met": bool(v <= 0.8)}
+        for name, pick in (("noise", max), ("points", min)):
+            points = sweeps.get(name, [])
+            if not points:
+                continue
+            worst = next(p for p in points if p["value"] == pick(q["value"] for q in points))
+            s = worst["summary"]
+            if region in s.get("ours", {}) and region in s.get("no_prior", {}):
+                gain = improvement(s["ours"][region]["chamfer_l1_mm"], s["no_prior"][region]["chamfer_l1_mm"])
+                out[f"prior_gain_{name}{suffix}"] = {"setting": worst["value"], "target": 0.15, "value": gain,
+                                                     "met": bool(gain >= 0.15)}
     return out
 
 
