@@ -8,13 +8,11 @@ import pytest
 
 import dphm
 from dphm.errors import Cancelled, RecordingError
-from dphm.preprocess.mean_head import load_mean_head
-from dphm.preprocess.pipeline import PreprocessConfig, _prepare, preprocess_recording
-from dphm.preprocess.pose import PoseConfig, refine_pose, rotation_error_deg
+from dphm.preprocess.pipeline import PreprocessConfig, default_workers, preprocess_recording, thread_budget
 from dphm.progress import Reporter
 from dphm.recording import open_recording
 from dphm.recording.base import Frame
-from tests.preprocess.synthetic import KINECT_BINNED, InMemoryRecording, head_pose_yaw_pitch, render_scene
+from tests.preprocess.synthetic import InMemoryRecording, head_pose_yaw_pitch, render_scene
 
 DEMO = Path(dphm.__file__).parent / "assets" / "demo"
 FIELDS = ("points", "normals", "points_canonical", "normals_canonical")
@@ -101,19 +99,13 @@ def _worker_threads() -> list:
     return [t for t in threading.enumerate() if t.name.startswith(("dphm-read-ahead", "dphm-preprocess"))]
 
 
-def test_coarse_to_fine_icp_reaches_the_same_pose():
-    # ICP on every 4th point first, then on all 2000 from there, ends where ICP on all 2000
-    # from the start (the former way) ends, within its convergence tolerance.
-    model = load_mean_head()
-    prev = head_pose_yaw_pitch(20, -5, translation=(0.02, 0.0, 0.7))
-    truth = head_pose_yaw_pitch(24, -3, translation=(0.025, 0.0, 0.69))
-    frame = Frame(1, 0.0, depth=render_scene(truth, noise_mm=1.0, seed=1).astype(np.float32))
-    head = _prepare(frame, KINECT_BINNED, PreprocessConfig()).head(prev.to_camera(model.centre[None])[0])
-    fits = [refine_pose(*head, model, prev, PoseConfig(coarse_points=c), 25) for c in (0, 500)]
-    assert all(f.converged and f.is_good(PoseConfig()) for f in fits)
-    assert rotation_error_deg(fits[0].pose.rotation, fits[1].pose.rotation) < 0.1
-    assert np.linalg.norm(fits[0].pose.translation - fits[1].pose.translation) < 1e-4
-    assert abs(fits[0].inlier_fraction - fits[1].inlier_fraction) < 0.01
-    for f in fits:
-        assert rotation_error_deg(f.pose.rotation, truth.rotation) < 2.0
-        assert np.linalg.norm(f.pose.translation - truth.translation) < 0.005
+@pytest.mark.parametrize("omp,budget", [(None, 99), ("1", 1), ("3,2", 3), ("0", 1), ("many", 99)])
+def test_thread_budget_follows_omp_num_threads(monkeypatch, omp, budget):
+    # A worker process of a pool started with OMP_NUM_THREADS=1 preprocesses in its own thread.
+    monkeypatch.setattr("os.cpu_count", lambda: 99)
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert thread_budget() == budget
+    assert default_workers() == min(4, budget)

@@ -1,8 +1,13 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
-from dphm.preprocess.pipeline import PreprocessConfig, preprocess_frame
-from dphm.preprocess.pose import HeadPose, rotation_error_deg
+from dphm.canonical import MM_PER_UNIT
+from dphm.errors import ConfigError
+from dphm.preprocess.mean_head import load_mean_head
+from dphm.preprocess.pipeline import PreprocessConfig, _prepare, preprocess_frame
+from dphm.preprocess.pose import HeadPose, PoseConfig, refine_pose, rotation_error_deg
 from dphm.recording.base import Frame
 from tests.preprocess.synthetic import KINECT_BINNED, head_pose_yaw_pitch, render_scene
 
@@ -46,7 +51,7 @@ def test_similarity_scale_is_estimated():
 
 
 def test_shipped_mean_head_asset_is_reproducible_from_ict_facekit():
-    from dphm.preprocess.mean_head import build_mean_head, load_mean_head
+    from dphm.preprocess.mean_head import build_mean_head
 
     shipped = load_mean_head()
     rebuilt = build_mean_head()
@@ -59,3 +64,92 @@ def test_shipped_mean_head_asset_is_reproducible_from_ict_facekit():
     assert outward.mean() > 0.75
     assert abs(shipped.nose_tip[2] - shipped.points[:, 2].max()) < 0.02
     assert 0.9 < np.ptp(shipped.points[:, 0]) < 1.1
+
+
+def test_nearest_lookup_grid_approximates_the_k_d_tree():
+    model = load_mean_head()
+    rng = np.random.default_rng(0)
+    n = 20000
+    # Observed points lie within millimetres of the surface (ICP's 30 mm gate bounds the rest).
+    q = (model.points[rng.integers(len(model.points), size=n)]
+         + rng.normal(size=(n, 3)) * rng.uniform(0.0, 8.0, size=(n, 1)) / MM_PER_UNIT)
+    bound = model.grid_reach_mm / MM_PER_UNIT
+    dist, idx = model.nearest(q, bound)
+    true_dist, true_idx = model.tree.query(q, distance_upper_bound=bound)
+    diagonal_mm = model.grid_cell_mm * np.sqrt(3.0)
+    assert np.isfinite(dist[true_dist < bound - 2.0 * diagonal_mm / MM_PER_UNIT]).all()
+    found = np.isfinite(dist)
+    assert found.mean() > 0.99
+    dist, idx, true_dist, true_idx = dist[found], idx[found], true_dist[found], true_idx[found]
+    assert np.allclose(dist, np.linalg.norm(q[found] - model.points[idx], axis=1))
+    assert np.mean(idx == true_idx) > 0.9  # the true nearest point for most queries (96 %)
+    excess_mm = (dist - true_dist) * MM_PER_UNIT
+    assert excess_mm.min() >= -1e-9
+    assert excess_mm.max() <= 2.0 * diagonal_mm  # the bound of a nearest-seed-cell lookup
+    assert np.mean(excess_mm <= diagonal_mm / 2) > 0.99  # 99.8 %
+    assert excess_mm.mean() < 0.1  # 0.03 mm
+    # The exact path and bounds beyond the grid's reach are the k-d tree's answers.
+    for exact, wide in ((True, bound), (False, 2.0 * bound)):
+        d, i = model.nearest(q[:100], wide, exact=exact)
+        td, ti = model.tree.query(q[:100], distance_upper_bound=wide)
+        assert np.array_equal(d, td) and np.array_equal(i, ti)
+
+
+def test_nearest_lookup_grid_has_no_match_beyond_the_bound_or_outside_its_box():
+    model = load_mean_head()
+    bound = model.grid_reach_mm / MM_PER_UNIT
+    top = model.points[np.argmax(model.points[:, 1])]
+    far = np.array([top + [0.0, 2.0 * bound, 0.0],  # outside the grid's box
+                    model.points.max(axis=0) + 0.9 * bound,  # inside the box, beyond the bound
+                    [1e3, -1e3, 1e3], top + [0.0, 0.5 * bound, 0.0]])
+    dist, idx = model.nearest(far, bound)
+    assert np.isinf(dist[:3]).all() and (idx[:3] == len(model.points)).all()
+    assert np.isfinite(dist[3]) and idx[3] < len(model.points)  # within the bound: a match
+    dist, idx = model.nearest(far[3:], 0.25 * bound)
+    assert np.isinf(dist).all() and (idx == len(model.points)).all()
+
+
+# PoseConfig's ICP as it was before the lookup grid: exact k-d tree, the coarse pass on tracked
+# frames too, the 5× stricter convergence test, subsets in drawn order.
+FORMER_ICP = {"nearest": "kdtree", "coarse_when_tracking": True, "step_tolerance": 1e-4,
+              "ordered_subsets": False}
+
+
+@pytest.fixture(scope="module")
+def tracked_frame():
+    """(mean head, previous pose, true pose, head crop) of a frame tracked from ``previous``."""
+    model = load_mean_head()
+    prev = head_pose_yaw_pitch(20, -5, translation=(0.02, 0.0, 0.7))
+    truth = head_pose_yaw_pitch(24, -3, translation=(0.025, 0.0, 0.69))
+    frame = Frame(1, 0.0, depth=render_scene(truth, noise_mm=1.0, seed=1).astype(np.float32))
+    head = _prepare(frame, KINECT_BINNED, PreprocessConfig()).head(prev.to_camera(model.centre[None])[0])
+    return model, prev, truth, head
+
+
+def test_former_icp_settings_query_only_the_k_d_tree(tracked_frame):
+    model, prev, _, head = tracked_frame
+    fresh = dataclasses.replace(model)  # a copy without the (lazily built) lookup grid
+    fit = refine_pose(*head, fresh, prev, PoseConfig(**FORMER_ICP), 25)
+    assert fit.converged and fit.is_good(PoseConfig())
+    assert "grid" not in vars(fresh)
+    refine_pose(*head, fresh, prev, PoseConfig(), 25)
+    assert "grid" in vars(fresh)
+    with pytest.raises(ConfigError):
+        PoseConfig(nearest="kd-tree")
+
+
+@pytest.mark.parametrize("changed", [("nearest",), ("coarse_when_tracking",), ("step_tolerance",),
+                                     ("ordered_subsets",), tuple(FORMER_ICP)])
+def test_icp_settings_reach_the_former_k_d_tree_pose(tracked_frame, changed):
+    # Each of the faster settings alone, and all of them (the defaults), from the former ones.
+    model, prev, truth, head = tracked_frame
+    former = PoseConfig(**FORMER_ICP)
+    config = dataclasses.replace(former, **{k: getattr(PoseConfig(), k) for k in changed})
+    fits = [refine_pose(*head, model, prev, c, 25) for c in (former, config)]
+    assert all(f.converged and f.is_good(PoseConfig()) for f in fits)
+    assert rotation_error_deg(fits[0].pose.rotation, fits[1].pose.rotation) < 0.1
+    assert np.linalg.norm(fits[0].pose.translation - fits[1].pose.translation) < 5e-4
+    assert abs(fits[0].inlier_fraction - fits[1].inlier_fraction) < 0.01
+    for f in fits:
+        assert rotation_error_deg(f.pose.rotation, truth.rotation) < 2.0
+        assert np.linalg.norm(f.pose.translation - truth.translation) < 0.005

@@ -9,6 +9,10 @@ Arrays in the file: ``points`` (N×3 float32), ``normals`` (N×3 float32, outwar
 (N bool, the face region), ``rigidity`` (N float32 in (0, 1]: 1 where no expression moves the
 surface, small on the jaw, lips, cheeks, brows), ``nose_tip`` (3), ``chin`` (3), ``centre`` (3,
 the head's sphere-fit centre), ``radius`` (sphere-fit radius, units).
+
+Nearest-point queries (:meth:`MeanHead.nearest`, the inner loop of pose ICP) go through a
+lookup grid built once per head (:class:`NearestGrid`): a gather per query instead of a k-d tree
+descent.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ..canonical import MM_PER_UNIT
 from ..errors import ModelError
 
 ASSET_PATH = Path(__file__).resolve().parents[1] / "assets" / "mean_head.npz"
@@ -92,8 +98,60 @@ def write_mean_head_asset(path: str | Path = ASSET_PATH, **kwargs) -> Path:
 
 
 @dataclass(frozen=True)
+class NearestGrid:
+    """Nearest-point lookup: a grid cell names a model point near it; a query takes the nearest
+    of that point and its ``k`` nearest model neighbours.
+
+    A cell names the point of the nearest cell holding one (a Euclidean distance transform from
+    those cells). At 3 mm cells that alone is the true nearest point for 60 % of the observed
+    points near the mean head, and ICP through it shifted tracked poses by +0.035° on average;
+    with 6 neighbours it is 93 % (0.05 mm farther on average, at most two cell diagonals).
+    """
+
+    origin: np.ndarray  # (3,) lower corner of the box, one cell outside the points ± reach
+    inv_cell: float  # 1 / cell size (units)
+    upper: np.ndarray  # (3,) last index per axis (the outer cell layer holds -1: outside)
+    strides: np.ndarray  # (3,) flat-index strides
+    index: np.ndarray  # flat point index per cell, -1 outside the box
+    candidates: np.ndarray  # (N, k + 1) each point and its k nearest neighbours
+    candidate_points: np.ndarray  # (N, k + 1, 3) their coordinates
+
+    @classmethod
+    def build(cls, points: np.ndarray, tree: cKDTree, cell: float, reach: float, k: int
+              ) -> "NearestGrid":
+        """Grid of cell size ``cell`` over the points' bounding box grown by ``reach`` (units)."""
+        lo = points.min(axis=0) - reach
+        shape = np.ceil((points.max(axis=0) + reach - lo) / cell).astype(int) + 1
+        seeds = ((points - lo) / cell).astype(int)
+        empty = np.ones(shape, bool)
+        empty[tuple(seeds.T)] = False
+        nearest_seed = ndimage.distance_transform_edt(empty, return_distances=False,
+                                                      return_indices=True)
+        owner = np.full(shape, -1, np.int32 if len(points) > 32767 else np.int16)
+        owner[tuple(seeds.T)] = np.arange(len(points))
+        index = np.pad(owner[tuple(nearest_seed)], 1, constant_values=-1)
+        candidates = tree.query(points, k=k + 1)[1].reshape(len(points), k + 1)
+        return cls(lo - cell, 1.0 / cell, np.array(index.shape) - 1,
+                   np.array(index.strides) // index.itemsize, index.ravel(), candidates,
+                   points[candidates])
+
+    def query(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, point index) per query; the index is -1 outside the box."""
+        cells = np.clip((q - self.origin) * self.inv_cell, 0, self.upper).astype(np.intp)
+        near = self.index[cells @ self.strides].astype(np.intp)
+        diff = self.candidate_points[near]
+        diff -= q[:, None]
+        d2 = np.einsum("ijk,ijk->ij", diff, diff)
+        best = d2.argmin(axis=1)
+        idx = self.candidates[near, best]
+        idx[near < 0] = -1
+        return np.sqrt(d2[np.arange(len(q)), best]), idx
+
+
+@dataclass(frozen=True)
 class MeanHead:
-    """The loaded mean head (canonical units) with a k-d tree over its points."""
+    """The loaded mean head (canonical units) with a k-d tree over its points and a nearest-point
+    lookup grid (:class:`NearestGrid`, built on first use) for queries up to ``grid_reach_mm``."""
 
     points: np.ndarray
     normals: np.ndarray
@@ -104,6 +162,29 @@ class MeanHead:
     centre: np.ndarray
     radius: float
     tree: cKDTree
+    grid_cell_mm: float = 3.0  # lookup cell size: build time and memory grow as its inverse cube
+    grid_reach_mm: float = 30.0  # the grid answers queries bounded by this (ICP's match gate)
+    grid_neighbours: int = 6  # model neighbours checked besides a cell's point
+
+    @functools.cached_property
+    def grid(self) -> NearestGrid:
+        """The lookup grid (built once, ~0.2 s for 6,000 points at 3 mm cells)."""
+        return NearestGrid.build(self.points, self.tree, self.grid_cell_mm / MM_PER_UNIT,
+                                 self.grid_reach_mm / MM_PER_UNIT, self.grid_neighbours)
+
+    def nearest(self, q: np.ndarray, upper_bound: float, exact: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, index) of a model point near each query, like ``cKDTree.query``: the
+        distance is ``inf`` and the index ``len(points)`` where it exceeds ``upper_bound`` (units).
+        Bounds within ``grid_reach_mm`` use the lookup grid (nearly exact, see
+        :class:`NearestGrid`), wider ones or ``exact`` the k-d tree."""
+        if exact or upper_bound * MM_PER_UNIT > self.grid_reach_mm:
+            return self.tree.query(q, distance_upper_bound=upper_bound)
+        dist, idx = self.grid.query(q)
+        miss = (idx < 0) | (dist > upper_bound)
+        dist[miss] = np.inf
+        idx[miss] = len(self.points)
+        return dist, idx
 
 
 @functools.lru_cache(maxsize=2)

@@ -2,8 +2,9 @@
 
 The pose maps canonical → camera (see :mod:`dphm.canonical`):
 ``x_cam = scale · R @ (x_can / 4) + t``. Internally ICP works in the canonical frame: observed
-camera points are mapped with the current inverse pose and matched against the mean head's k-d
-tree (built once), so no tree is rebuilt per iteration or per frame.
+camera points are mapped with the current inverse pose and matched through the mean head's
+nearest-point lookup grid (:meth:`MeanHead.nearest`, built once), an O(1) gather per point
+(``PoseConfig.nearest = "kdtree"``: its exact k-d tree, the former way).
 
 Detection (no previous pose) builds hypotheses: a blind grid of yaw (±60°) × pitch (±20°)
 placed at the segmentation's head-centre estimate, plus three around a nose-tip guess (the point
@@ -24,7 +25,10 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from ..canonical import CANONICAL_TO_CAMERA_FACING, MM_PER_UNIT, UNITS_PER_METRE
+from ..errors import ConfigError
 from .mean_head import MeanHead, fit_sphere
+
+NEAREST = ("grid", "kdtree")  # PoseConfig.nearest's choices
 
 
 @dataclass
@@ -57,9 +61,17 @@ class PoseConfig:
     """Parameters of detection and ICP (distances in millimetres, angles in degrees)."""
 
     icp_points: int = 2000  # observed points used by ICP (random subset)
-    coarse_points: int = 500  # ICP first converges on this many of them (every k-th), then on all
-    # from there: the same fixed point in fewer full-size steps (0 = off)
+    ordered_subsets: bool = True  # random point subsets kept in the observation's (image) order:
+    # faster lookups; False: in drawn order (the former way; also picks other coarse points)
+    nearest: str = "grid"  # ICP's model-point lookup: "grid" (the mean head's lookup grid, nearly
+    # exact, see MeanHead.nearest) | "kdtree" (exact; the former way, lookups ~2× slower)
+    coarse_points: int = 500  # a detection's refinement first converges on this many of them
+    # (every k-th), then on all (0 = off); tracking starts close enough to go straight to all
+    coarse_when_tracking: bool = False  # the coarse pass before tracked refinements too (the former way)
     icp_iterations: int = 60  # full refinement iterations (stops early once converged)
+    step_tolerance: float = 5e-4  # ICP has converged once a step turns less than this (radians:
+    # 0.03°) and shifts less (canonical units: 0.125 mm); a scale step must be 10× smaller
+    # (1e-4: the former test)
     track_iterations: int = 25  # iterations when starting from the previous frame's pose
     hypothesis_points: int = 400  # points per hypothesis in the coarse search
     hypothesis_iterations: int = 15  # per hypothesis, of which ``translation_warmup`` shift only
@@ -82,6 +94,10 @@ class PoseConfig:
     coverage_mm: float = 10.0  # a visible model face point is covered if an observation is this close
     min_face_coverage: float = 0.65  # below this covered fraction it is not a head (or a wrong pose)
 
+    def __post_init__(self) -> None:
+        if self.nearest not in NEAREST:
+            raise ConfigError(f"PoseConfig.nearest: {self.nearest!r} is none of {', '.join(NEAREST)}")
+
 
 @dataclass
 class PoseFit:
@@ -99,8 +115,12 @@ class PoseFit:
                 and self.face_coverage >= config.min_face_coverage)
 
 
-def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    return np.arange(n) if n <= k else rng.choice(n, k, replace=False)
+def _subsample(n: int, k: int, rng: np.random.Generator, ordered: bool) -> np.ndarray:
+    """``k`` of ``n`` indices at random; ``ordered``: ascending (neighbouring queries run faster)."""
+    if n <= k:
+        return np.arange(n)
+    pick = rng.choice(n, k, replace=False)
+    return np.sort(pick) if ordered else pick
 
 
 def icp(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanHead, init: HeadPose,
@@ -113,8 +133,8 @@ def icp(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanHead, ini
     scale change σ if ``estimate_scale``) with Huber weights, over the ``trim_fraction`` closest
     correspondences that pass the distance and normal-agreement gates. Returns the pose, a
     hypothesis score (mean squared distance truncated at ``inlier_mm``, units², lower is better)
-    and whether the steps became negligible within ``iterations`` (or the pose returned to
-    where it was two steps before: a 0.01° back and forth of alternating correspondences
+    and whether the steps fell below ``step_tolerance`` within ``iterations`` (or the pose
+    returned to where it was two steps before: a back and forth of alternating correspondences
     would otherwise run all iterations and count as lost). The first
     ``translation_warmup`` steps only shift by the median point-to-point offset (with a wider
     gate): a coarse hypothesis is often rotated well but shifted by centimetres, and rotating
@@ -128,13 +148,15 @@ def icp(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanHead, ini
     tight = config.inlier_mm / MM_PER_UNIT
     huber = config.huber_mm / MM_PER_UNIT
     warmup_gate = config.warmup_match_distance_mm / MM_PER_UNIT
+    tol = config.step_tolerance
+    exact = config.nearest == "kdtree"
     score = np.inf
     converged = False
     last = None  # the pose one step back
     for step in range(iterations):
         shift_only = step < translation_warmup
         q = points_m @ (sc * rc.T) + tc
-        dist, idx = model.tree.query(q, distance_upper_bound=warmup_gate if shift_only else gate)
+        dist, idx = model.nearest(q, warmup_gate if shift_only else gate, exact)
         ok = np.isfinite(dist) & (q[:, 1] > floor)
         if normals_m is not None:
             nq = normals_m @ rc.T
@@ -173,12 +195,12 @@ def icp(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanHead, ini
         rc = r_inc @ rc
         tc = (1.0 + sigma) * r_inc @ tc + delta
         sc = (1.0 + sigma) * sc
-        if np.linalg.norm(omega) < 1e-4 and np.linalg.norm(delta) < 1e-4 and abs(sigma) < 1e-5:
+        if np.linalg.norm(omega) < tol and np.linalg.norm(delta) < tol and abs(sigma) < 0.1 * tol:
             converged = True
             break
-        if before is not None and (np.abs(rc - before[0]).max() < 1e-4
-                                   and np.abs(tc - before[1]).max() < 1e-4
-                                   and abs(sc / before[2] - 1.0) < 1e-5):
+        if before is not None and (np.abs(rc - before[0]).max() < tol
+                                   and np.abs(tc - before[1]).max() < tol
+                                   and abs(sc / before[2] - 1.0) < 0.1 * tol):
             converged = True  # back where it was two steps ago: correspondences alternate
             break
     pose = HeadPose(rc.T, -rc.T @ tc / sc, UNITS_PER_METRE / sc)
@@ -206,7 +228,9 @@ def pose_fitness(points_m: np.ndarray, normals_m: np.ndarray | None, model: Mean
     q = q[above]
     normals_m = None if normals_m is None else normals_m[above]
     # Farther points are no inliers: bound the search (their dist is inf, idx out of range).
-    dist, idx = model.tree.query(q, distance_upper_bound=config.inlier_mm / MM_PER_UNIT)
+    # Exact: the thresholds on these numbers expect true nearest points (the lookup grid's
+    # occasional neighbour instead would lower the inlier fraction by ~1.4 points).
+    dist, idx = model.nearest(q, config.inlier_mm / MM_PER_UNIT, exact=True)
     inlier = dist * MM_PER_UNIT < config.inlier_mm
     if normals_m is not None:
         nq = pose.normals_to_canonical(normals_m[inlier])
@@ -321,7 +345,7 @@ def detect_pose(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanH
     hypotheses; without it they are placed by matching centroids.
     """
     rng = np.random.default_rng(seed)
-    small = _subsample(len(points_m), config.hypothesis_points, rng)
+    small = _subsample(len(points_m), config.hypothesis_points, rng, config.ordered_subsets)
     ps, ns = points_m[small], None if normals_m is None else normals_m[small]
     scored = []
     for hyp in _hypotheses(points_m, normals_m, model, config, scale, centre_hint):
@@ -341,13 +365,14 @@ def refine_pose(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanH
                 estimate_scale: bool = False) -> PoseFit:
     """Full ICP from ``init`` on up to ``icp_points`` observed points, with fitness.
 
-    With ``config.coarse_points`` ICP first converges on every k-th of those points; the full
-    set then starts at its (nearby) fixed point and needs only a few of the expensive steps.
+    ``detected``: ``init`` is a detection's and may be degrees off; ICP then first converges on
+    ``coarse_points`` of the points, which finds the right minimum more often (tracked
+    refinements too with ``coarse_when_tracking``).
     """
     rng = rng or np.random.default_rng(0)
-    sub = _subsample(len(points_m), config.icp_points, rng)
+    sub = _subsample(len(points_m), config.icp_points, rng, config.ordered_subsets)
     ps, ns = points_m[sub], None if normals_m is None else normals_m[sub]
-    if 0 < config.coarse_points < len(ps):
+    if (detected or config.coarse_when_tracking) and 0 < config.coarse_points < len(ps):
         step = -(-len(ps) // config.coarse_points)
         init, _, _ = icp(ps[::step], None if ns is None else ns[::step], model, init, config,
                          iterations, estimate_scale=estimate_scale)
