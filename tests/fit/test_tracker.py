@@ -62,7 +62,11 @@ def test_phases_run_in_order_and_write_the_result(uninterrupted, tiny_model):
     assert frames.fps == pytest.approx(15.0) and len(frames.timestamps) == f
     assert (out / "canonical.ply").is_file() and not (out / ".checkpoint").exists()
     for key in ("read", "identity", "repose", "track", "refine", "mesh"):
-        assert key in meta["seconds_per_frame"]
+        assert key in meta["seconds_per_frame"] and key in summary.seconds
+    line = summary.timing_line()  # the CLI's timing line: one-off phases are not per frame
+    assert f"identity {summary.seconds['identity']:.1f} s (once)" in line
+    assert f"mesh_canonical {summary.seconds['mesh_canonical']:.1f} s (once)" in line
+    assert f"mesh {summary.seconds['mesh']:.1f} s ({summary.seconds_per_frame['mesh']:.2f} s/frame)" in line
     assert meta["phase_log"]["repose"]["frames_refitted"] >= 1
     inv = meta["inversion"]
     assert inv["converged"] + inv["approximate"] + inv["fallback"] == f * v

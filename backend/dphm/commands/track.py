@@ -70,11 +70,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars.values():
             bar.close()
-    spf = ", ".join(f"{k} {v:.2f}" for k, v in summary.seconds_per_frame.items())
     inv = summary.inversion
     print(f"{summary.frames} frames × {summary.vertices} vertices → {summary.out}"
           f"{' (resumed)' if summary.resumed else ''}\n"
-          f"s/frame: {spf}\n"
+          f"time: {summary.timing_line()}\n"
           f"inversion: {inv['converged']} converged, {inv['approximate']} approximate, {inv['fallback']} fallback; "
           f"max residual {inv['max_residual_mm']:.4f} mm, posed |SDF| {inv['posed_sdf_mean_mm']:.2f} mm")
     return 0

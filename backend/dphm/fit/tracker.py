@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,8 @@ from .losses import Priors
 from .phases import FitContext, canonical_mesh, run_identity, run_mesh, run_refine, run_repose, run_track
 from .state import Checkpoint, Observations, TrackState, config_fingerprint
 
+ONE_OFF_PHASES = ("identity", "mesh_canonical")  # paid once per take, not per frame
+
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +38,15 @@ class TrackSummary:
     seconds_per_frame: dict  # phase → s/frame
     inversion: dict  # totals over frames
     resumed: bool
+    seconds: dict = field(default_factory=dict)  # phase → s in total
+
+    def timing_line(self) -> str:
+        """Each phase's seconds, per frame where it is paid per frame ("identity 30.1 s once, …")."""
+        parts = []
+        for phase, total in self.seconds.items():
+            each = "once" if phase in ONE_OFF_PHASES else f"{self.seconds_per_frame.get(phase, 0.0):.2f} s/frame"
+            parts.append(f"{phase} {total:.1f} s ({each})")
+        return ", ".join(parts)
 
 
 def read_observations(recording, config: TrackConfig, reporter: Reporter, start: int, stop: int | None,
@@ -271,7 +282,7 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
     save_result(out, result, meta, canonical)  # replaces OUT (and its .checkpoint) atomically
     if export_ply:
         write_frame_plys(out, vertices, faces)
-    return TrackSummary(out, n, len(verts_c), per_frame, inversion, resumed)
+    return TrackSummary(out, n, len(verts_c), per_frame, inversion, resumed, dict(timings))
 
 
 def write_frame_plys(out: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
