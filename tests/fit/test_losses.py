@@ -1,11 +1,11 @@
-"""Loss terms: truncation, the normal term's sign convention, smoothness, pose anchor, prior fallback."""
+"""Loss terms: truncation, the normal term's sign convention, smoothness, pose and scale anchors, prior fallback."""
 
 from __future__ import annotations
 
 import torch
 
 from dphm.fit.config import LossWeights
-from dphm.fit.losses import (Priors, expression_prior, identity_prior, pose_anchor, smoothness,
+from dphm.fit.losses import (Priors, expression_prior, identity_prior, pose_anchor, scale_anchor, smoothness,
                              surface_and_normal_terms)
 
 
@@ -61,3 +61,14 @@ def test_pose_anchor_pulls_corrections_to_the_preprocessing_pose():
     delta_t[0, 0] = 0.01  # 1 cm = 0.04 units on the other → 2 · 0.0016 / 2
     assert abs(float(pose_anchor(omega, delta_t, w)) - (0.05 + 0.0016)) < 1e-7
     assert float(pose_anchor(omega, delta_t, LossWeights(pose_rotation=0.0, pose_translation=0.0))) == 0.0
+
+
+def test_scale_anchor_pulls_the_log_scale_to_zero():
+    log_scale = torch.tensor(0.03, requires_grad=True)
+    loss = scale_anchor(log_scale, LossWeights(scale=10.0))
+    assert abs(loss.item() - 10.0 * 0.03 ** 2) < 1e-8
+    loss.backward()
+    assert abs(float(log_scale.grad) - 2 * 10.0 * 0.03) < 1e-6  # toward zero
+    off = scale_anchor(log_scale, LossWeights())  # off by default: no term, no graph
+    assert float(off) == 0.0 and not off.requires_grad
+

@@ -40,6 +40,8 @@ class LossWeights:
     # and face CD-L1 rose (docs/tracking.md, "Pose drift")
     pose_translation: float = 0.0  # ‖δt‖² in model units: the same for the translation (left free:
     # the sensor's depth bias and the rotation pivot shift it; anchoring it cost 0.1–0.2 mm)
+    scale: float = 0.0  # (log s)² of the shared scale's correction, in the identity phase and
+    # refinement (0 = off; an experiment: docs/tracking.md, "Why the scale drifts")
 
 
 @dataclass

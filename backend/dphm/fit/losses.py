@@ -107,3 +107,10 @@ def pose_anchor(omega: torch.Tensor, delta_t_m: torch.Tensor, w: LossWeights) ->
         return omega.new_zeros(())
     return (w.pose_rotation * omega.pow(2).sum(-1)
             + w.pose_translation * (delta_t_m * UNITS_PER_METRE).pow(2).sum(-1)).mean()
+
+
+def scale_anchor(log_scale: torch.Tensor, w: LossWeights) -> torch.Tensor:
+    """``w.scale · (log s)²`` of the shared scale's correction: a face crop barely constrains a
+    head's size, so without it the scale, not the identity code, takes the size up
+    (docs/tracking.md, "Why the scale drifts")."""
+    return w.scale * log_scale.pow(2).sum() if w.scale else log_scale.new_zeros(())

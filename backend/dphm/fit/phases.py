@@ -29,7 +29,7 @@ from ..meshing.marching import MeshingConfig, extract_mesh
 from ..model.head import HeadModel
 from ..progress import Reporter
 from .config import TrackConfig
-from .losses import Priors, expression_prior, identity_prior, pose_anchor, smoothness, surface_and_normal_terms
+from .losses import Priors, expression_prior, identity_prior, pose_anchor, scale_anchor, smoothness, surface_and_normal_terms
 from .pose import camera_to_model, compose
 from .state import Checkpoint, Observations, TrackState
 
@@ -149,7 +149,8 @@ def run_identity(ctx: FitContext) -> None:
         on = step % ctx.config.prior_every == 0
         loss = (data + identity_prior(z_id, ctx.priors, ctx.mean_code, ctx.config.losses, gen, on)
                 + expression_prior(z_ex, ctx.priors, ctx.config.losses, gen, on)
-                + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0))
+                + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0)
+                + scale_anchor(log_scale, ctx.config.losses))
         loss.backward()
         opt.step()
         ctx.reporter.update("identity", step + 1, cfg.steps)
@@ -316,7 +317,7 @@ def run_refine(ctx: FitContext) -> None:
             on = k % ctx.config.prior_every == 0
             loss = (data + identity_prior(p["z_id"], ctx.priors, ctx.mean_code, w, gen, on)
                     + expression_prior(p["z_ex"], ctx.priors, w, gen, on) + smoothness(p["z_ex"], rot, trans, w)
-                    + pose_anchor(p["omega"], p["delta_t"], w))
+                    + pose_anchor(p["omega"], p["delta_t"], w) + scale_anchor(p["log_scale"], w))
             grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
             g = {name: (gr if gr is not None else torch.zeros_like(p[name])) for name, gr in zip(p, grads)}
             with torch.no_grad():
