@@ -152,3 +152,31 @@ def test_rescore_reuses_only_finished_runs_of_this_config_and_unchanged_weights(
     assert finished_run(run, dataclasses.replace(cfg, priors=False), model, priors) is None
     os.utime(model)  # weights newer than the run: track again
     assert finished_run(run, cfg, model, priors) is None
+
+
+def test_evaluate_meshes_scores_against_the_ground_truth_with_and_without_the_depth_offset(shared_dir, tmp_path,
+                                                                                           monkeypatch):
+    """A mesh exactly where the biased sensor places the head: bias-free error zero, plain error
+    the offset's."""
+    from dphm.bench.tracking import evaluate_meshes
+    from dphm.data.ict_facekit import load_ict_facekit
+    from dphm.eval.protocol import GroundTruthSurface
+    from dphm.fit.state import Observations
+    from dphm.simulate.ground_truth import load_ground_truth
+    from dphm.simulate.output import simulate_recording
+    from dphm.simulate.simulator import SimulationConfig
+
+    monkeypatch.setenv("DPHM_ICT_FACEKIT", str(shared_dir / "ict-facekit" / "ict_facekit.npz"))
+    seq = tmp_path / "seq"
+    simulate_recording(seq, SimulationConfig(frames=1, fps=15, seed=3, mode="nfov_2x2binned"), fmt="folder",
+                       gt_vertices=False)
+    gt, kit = load_ground_truth(seq), load_ict_facekit()
+    assert abs(gt.bias_m) > 1e-4
+    none = np.zeros((0, 3), np.float32)
+    Observations(np.array([0]), np.array([0.0]), np.array([0, 0]), none, none, np.eye(3)[None], np.zeros((1, 3)),
+                 np.array([True])).save(tmp_path / "obs.npz")
+    seen = GroundTruthSurface.from_ict(kit, gt.camera_vertices(0, kit)).seen_with_depth_bias(gt.bias_m)
+    out = evaluate_meshes(lambda i: (seen.vertices, seen.faces), seq, tmp_path / "obs.npz", [0], 5000, [])
+    frame = out["per_frame"][0]
+    assert frame["face_bias_free"]["chamfer_l1_mm"] < 1e-3 and frame["full_bias_free"]["chamfer_l1_mm"] < 1e-3
+    assert frame["face"]["chamfer_l1_mm"] > 0.3 * abs(gt.bias_m) * 1000.0

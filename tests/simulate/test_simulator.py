@@ -167,6 +167,9 @@ def test_recording_round_trip_through_readers(ict_model, tmp_path):
             assert frames[1].timestamp_s - frames[0].timestamp_s == pytest.approx(1 / 15, abs=1e-6)
     gt = load_ground_truth(out)
     assert gt.num_frames == 3 and gt.intrinsics == sim.intrinsics
+    assert gt.bias_m == pytest.approx(sim.plan.bias_mm / 1000.0) and gt.bias_m != 0.0  # the depth offset drawn
+    del gt.arrays["bias_mm"]
+    assert gt.bias_m is None  # files written before the offset was stored
     np.testing.assert_allclose(gt.camera_vertices(2), sim.camera_vertices(2), atol=1e-6)
     del gt.arrays["vertices_m"]
     np.testing.assert_allclose(gt.camera_vertices(2, ict_model), sim.camera_vertices(2), atol=1e-5)

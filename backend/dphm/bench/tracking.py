@@ -280,7 +280,6 @@ def evaluate_meshes(mesh_of, seq_folder: Path, obs_path: Path, frames: list[int]
     gt = load_ground_truth(seq_folder)
     obs = Observations.load(obs_path)
     intr = gt.intrinsics
-    bias_m = float(gt.arrays["bias_mm"]) / 1000.0 if "bias_mm" in gt.arrays else None
     per_frame, renders = [], {}
     t0 = time.perf_counter()
     for i in frames:
@@ -288,7 +287,7 @@ def evaluate_meshes(mesh_of, seq_folder: Path, obs_path: Path, frames: list[int]
         verts, faces = mesh_of(i)
         a, b = obs.offsets[i], obs.offsets[i + 1]
         m = frame_fidelity((verts, faces), surface, obs.points[a:b], obs.normals[a:b], metric_points, seed=i,
-                           bias_m=bias_m)
+                           bias_m=gt.bias_m)
         per_frame.append({"frame": i, **m})
         if i in render_frames:
             box = crop_box(surface.vertices, surface.faces, intr)

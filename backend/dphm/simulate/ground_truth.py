@@ -50,6 +50,11 @@ class GroundTruth:
         return Intrinsics.from_dict(json.loads(str(self.arrays["intrinsics_json"])))
 
     @property
+    def bias_m(self) -> float | None:
+        """The sequence's depth offset in metres (None in files written before it was stored)."""
+        return float(self.arrays["bias_mm"]) / 1000.0 if "bias_mm" in self.arrays else None
+
+    @property
     def config(self) -> dict:
         return json.loads(str(self.arrays["config_json"]))
 
