@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dphm.fit.config import LossWeights
@@ -69,6 +70,43 @@ def test_scale_anchor_pulls_the_log_scale_to_zero():
     assert abs(loss.item() - 10.0 * 0.03 ** 2) < 1e-8
     loss.backward()
     assert abs(float(log_scale.grad) - 2 * 10.0 * 0.03) < 1e-6  # toward zero
-    off = scale_anchor(log_scale, LossWeights())  # off by default: no term, no graph
+    held = scale_anchor(log_scale, LossWeights(scale=10.0), identity_factor=4.0)  # a noisy take's held code
+    assert abs(held.item() - 2.5 * 0.03 ** 2) < 1e-8
+    off = scale_anchor(log_scale, LossWeights(scale=0.0))  # off: no term, no graph
     assert float(off) == 0.0 and not off.requires_grad
 
+
+
+def test_identity_regulariser_follows_the_takes_noise():
+    from dphm.fit.losses import identity_regulariser_factor
+
+    assert identity_regulariser_factor(3.0, LossWeights(identity_noise_ref_mm=0.0)) == 1.0  # off
+    w = LossWeights(identity_noise_ref_mm=1.0, identity_noise_power=2.0)
+    assert identity_regulariser_factor(2.0, w) == pytest.approx(4.0)
+    assert identity_regulariser_factor(0.5, w) == pytest.approx(0.25)
+    assert identity_regulariser_factor(None, w) == 1.0  # unmeasured (older observations)
+    assert identity_regulariser_factor(float("nan"), w) == 1.0
+    assert identity_regulariser_factor(100.0, w) == w.identity_factor_range[1]
+    mean = torch.ones(1, 5)
+    plain = identity_prior(mean * 2, Priors(), mean, w)
+    assert float(identity_prior(mean * 2, Priors(), mean, w, factor=3.0)) == pytest.approx(3 * float(plain))
+
+
+def test_code_span_measures_the_offset_no_training_code_has():
+    from dphm.fit.losses import CodeSpan
+
+    g = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(8, 3, generator=g))[0]  # a 3-d subspace of R^8
+    codes = 0.5 + torch.randn(20, 3, generator=g) @ basis.T
+    span = CodeSpan(codes)
+    assert span.basis.shape == (8, 3)
+    inside = span.mean + torch.randn(1, 3, generator=g) @ basis.T
+    assert float(span.off_span_sq(inside)) < 1e-10
+    out = torch.randn(8, generator=g)
+    out = out - basis @ (basis.T @ out)
+    assert float(span.off_span_sq(inside + out)) == pytest.approx(float(out.pow(2).sum()), rel=1e-4)
+    w = LossWeights(identity_off_span=10.0)
+    mean = span.mean
+    plain = float(identity_prior(inside + out, Priors(), mean, w))
+    assert float(identity_prior(inside + out, Priors(), mean, w, span=span)) == pytest.approx(
+        plain + 10.0 * float(out.pow(2).sum()), rel=1e-4)

@@ -16,6 +16,10 @@ def test_priors_off_switches_to_the_l2_regularisers(tiny_model):
     on, kind_on = select_priors(cfg, tiny_model, None, torch.device("cpu"))
     off, kind_off = select_priors(dataclasses.replace(cfg, priors=False), tiny_model, None, torch.device("cpu"))
     assert kind_on == "diffusion" and on.identity is not None and on.expression is not None
+    assert on.t_range == cfg.prior_t_range and on.samples == cfg.prior_samples  # the config reaches the priors
+    wider = select_priors(dataclasses.replace(cfg, prior_t_range=(0.2, 0.8), prior_samples=4), tiny_model, None,
+                          torch.device("cpu"))[0]
+    assert wider.t_range == (0.2, 0.8) and wider.samples == 4
     assert kind_off.startswith("l2") and off.identity is None and off.expression is None
     w = cfg.losses
     mean = tiny_model.mean_identity_code()

@@ -108,6 +108,24 @@ def test_regulariser_is_in_raw_code_units(prior):
     assert prior.regulariser_scale == pytest.approx(float(DIM * prior.code_std.pow(2).mean()))
 
 
+def test_regulariser_draws_average_to_the_same_loss_with_less_noisy_gradients(prior):
+    codes = _codebook(1, seed=4)
+
+    def draws(samples):
+        out = []
+        for i in range(40):
+            z = codes.clone().requires_grad_(True)
+            loss = prior.regulariser(z, generator=torch.Generator().manual_seed(i), samples=samples)
+            out.append((float(loss.detach()), torch.autograd.grad(loss, z)[0]))
+        return torch.tensor([v for v, _ in out]), torch.stack([g for _, g in out])
+
+    l1, g1 = draws(1)
+    l8, g8 = draws(8)
+    assert float(l8.mean()) == pytest.approx(float(l1.mean()), rel=0.25)
+    assert float(l8.std()) < 0.6 * float(l1.std())
+    assert float(g8.std(0).norm()) < 0.6 * float(g1.std(0).norm())
+
+
 def test_regulariser_prefers_in_distribution_codes_and_pulls_codes_back(prior):
     g = torch.Generator().manual_seed(0)
     good = _codebook(64, seed=21)

@@ -26,9 +26,10 @@ class LossWeights:
     prior_expression: float = 2.0  # diffusion regulariser on z_ex (raw-code units; swept in docs/priors.md)
     l2_identity: float = 0.25  # fallback ‖z_id − z_mean‖² when no identity prior is shipped
     l2_expression: float = 0.05  # fallback ‖z_ex‖² per frame when no expression prior is shipped
-    l2_identity_with_prior: float = 0.25  # ‖z_id − z_mean‖² kept beside the identity diffusion prior on
-    # every step: the prior alone lets the identity drift where the depth does not pin it (noise ×3:
-    # face CD-L1 3.20 → 2.40 mm, nominal 1.98 → 1.68 mm on s100; docs/tracking.md)
+    l2_identity_with_prior: float = 0.05  # ‖z_id − z_mean‖² kept beside the identity diffusion prior on
+    # every step (× the noise factor below): the prior alone let the identity drift where the depth
+    # does not pin it (noise ×3: face CD-L1 3.20 → 2.40 mm); 0.25 before the off-span term and the
+    # noise factor held the face too close to the mean head (docs/tracking.md, "Identity regularisation")
     l2_expression_with_prior: float = 0.0  # ‖z_ex‖² beside the expression diffusion prior
     smooth_expression: float = 1.0  # ‖z_i − z_{i−1}‖²
     smooth_rotation: float = 1.0  # ‖R_i − R_{i−1}‖_F²
@@ -40,9 +41,20 @@ class LossWeights:
     # and face CD-L1 rose (docs/tracking.md, "Pose drift")
     pose_translation: float = 0.0  # ‖δt‖² in model units: the same for the translation (left free:
     # the sensor's depth bias and the rotation pivot shift it; anchoring it cost 0.1–0.2 mm)
-    scale: float = 0.0  # (log s)² of the shared scale's correction, in the identity phase and
-    # refinement (0 = off; an experiment: docs/tracking.md, "Why the scale drifts")
-
+    scale: float = 10.0  # (log s)² of the shared scale's correction, in the identity phase and
+    # refinement, divided by the noise factor below: a face crop barely constrains a head's size, so
+    # without it the scale drifted 2–4 % large and the back of the head paid; with it the identity
+    # code carries the size (docs/tracking.md, "Why the scale drifts")
+    identity_off_span: float = 5.0  # ‖z_id − mean‖² of the part outside the span of the training
+    # identity codes, on top of the pulls above (not × the noise factor). The codebook has 512 codes
+    # of 1,344 dimensions, so most directions were never seen by the decoder; fitted codes had as
+    # much offset there as inside the span (50 was too strong: face and back of the head worse)
+    identity_noise_ref_mm: float = 1.1  # both identity regularisers (diffusion, l2) are scaled by the
+    # noise factor (σ / ref)^identity_noise_power, σ the take's depth noise measured in preprocessing
+    # (Observations.depth_noise_mm; 1.1 mm = the simulated Azure Kinect at 0.55 m): a noisy take is
+    # held near the mean head, a clean one may leave it. 0 = fixed weights
+    identity_noise_power: float = 2.0  # 1 left noise ×3 16 % worse than fixed weights; 2 is 9 % better
+    identity_factor_range: tuple[float, float] = (0.25, 10.0)  # clip of the noise factor
 
 @dataclass
 class IdentityPhase:
@@ -124,6 +136,8 @@ class TrackConfig(DictConfig):
     priors: bool = True  # diffusion priors when shipped; False = the l2 regularisers of LossWeights
     # (the NPHM-style no-prior ablation of `dphm bench tracking`)
     prior_t_range: tuple[float, float] = (0.4, 0.6)  # diffusion regulariser noise levels (of T)
+    prior_samples: int = 1  # noise draws per diffusion-regulariser evaluation (averaged: same loss,
+    # less noisy gradient; 8 changed no fidelity beyond the seed noise, docs/tracking.md)
     prior_every: int = 1  # evaluate the diffusion regularisers every k-th step (a CPU saving; the
     # l2 fallback is cheap and always evaluated)
     threads: int = 0  # torch CPU threads (0 = torch's default)
@@ -163,7 +177,9 @@ def tiny() -> TrackConfig:
     return TrackConfig(
         name="tiny",
         losses=LossWeights(normals=0.0),
-        identity=IdentityPhase(keyframes=1, steps=15, points=300, lr_codes=2e-2, lr_pose=5e-3,
+        # lr_codes as fast's: 2e-2 over 15 steps never settled against the off-span term (the tracked
+        # fit's depth error stayed at the mean head's); 4e-3 fits (0.62× the mean head's error)
+        identity=IdentityPhase(keyframes=1, steps=15, points=300, lr_codes=4e-3, lr_pose=5e-3,
                                truncation=((0.0, 0.1), (0.5, 0.03))),
         track=TrackPhase(steps=5, chunk=2, points=300, lr_codes=1e-2, lr_pose=2e-3, truncation=0.05),
         refine=RefinePhase(epochs=2, window=3, stride=2, points=300, lr_identity=1e-3, lr_expression=3e-3,

@@ -7,8 +7,11 @@ with the current pose, where the head model's SDF is evaluated.
   hair strands, shoulders, outliers — gets no pull);
 - normals: 1 − cos(∇SDF, n) with n the observed outward (camera-facing) normal in model axes;
 - priors: the diffusion regulariser (:meth:`DiffusionPrior.regulariser`) on z_id / z_ex, or
-  an l2 fallback when no prior file is shipped;
+  an l2 fallback when no prior file is shipped; the identity's terms × a factor that follows the
+  take's depth noise (:func:`identity_regulariser_factor`), plus its offset outside the training
+  codes' span (:class:`CodeSpan`);
 - pose anchor: ‖ω‖², ‖δt‖² (model units), the per-frame corrections of the preprocessing pose;
+- scale anchor: (log s)² of the shared scale's correction, ÷ the identity's noise factor;
 - smoothness: ‖z_i − z_{i−1}‖², ‖R_i − R_{i−1}‖_F², ‖t_i − t_{i−1}‖² (t in model units).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..canonical import UNITS_PER_METRE
@@ -31,6 +35,7 @@ class Priors:
     identity: DiffusionPrior | None = None
     expression: DiffusionPrior | None = None
     t_range: tuple[float, float] = (0.4, 0.6)
+    samples: int = 1  # noise draws averaged per evaluation (TrackConfig.prior_samples)
 
 
 def surface_and_normal_terms(model: HeadModel, points_u: torch.Tensor, normals_u: torch.Tensor,
@@ -58,8 +63,9 @@ def surface_and_normal_terms(model: HeadModel, points_u: torch.Tensor, normals_u
     return surface, normal, stats
 
 
-def _code_regulariser(code: torch.Tensor, offset: torch.Tensor | None, prior, t_range, weights: tuple[float, float, float],
-                      generator: torch.Generator | None, active: bool) -> torch.Tensor:
+def _code_regulariser(code: torch.Tensor, offset: torch.Tensor | None, prior, t_range, samples: int,
+                      weights: tuple[float, float, float], generator: torch.Generator | None,
+                      active: bool) -> torch.Tensor:
     """``weights`` = (diffusion, l2 beside the diffusion prior, l2 fallback without a prior)."""
     l2 = ((code if offset is None else code - offset) ** 2).sum(-1).mean()
     w_prior, w_anchor, w_fallback = weights
@@ -67,21 +73,61 @@ def _code_regulariser(code: torch.Tensor, offset: torch.Tensor | None, prior, t_
         return w_fallback * l2
     if not active:
         return w_anchor * l2
-    return w_prior * prior.regulariser(code, t_range, generator) + w_anchor * l2
+    return w_prior * prior.regulariser(code, t_range, generator, samples) + w_anchor * l2
+
+
+class CodeSpan:
+    """The affine span of a codebook (its mean + orthonormal basis): splits a code's offset from
+    the mean into the part training codes vary in and the part none of them has."""
+
+    def __init__(self, codes: torch.Tensor, rel_tol: float = 1e-4):
+        codes = codes.float()
+        self.mean = codes.mean(0, keepdim=True)
+        _, s, vt = torch.linalg.svd(codes - self.mean, full_matrices=False)
+        self.basis = vt[s > rel_tol * s[0]].T.contiguous()  # (D, K)
+
+    def to(self, device: torch.device) -> "CodeSpan":
+        self.mean, self.basis = self.mean.to(device), self.basis.to(device)
+        return self
+
+    def off_span_sq(self, code: torch.Tensor) -> torch.Tensor:
+        """‖offset outside the span‖² per code row, averaged over rows."""
+        d = code - self.mean
+        return (d - (d @ self.basis) @ self.basis.T).pow(2).sum(-1).mean()
 
 
 def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, w: LossWeights,
-                   generator: torch.Generator | None = None, active: bool = True) -> torch.Tensor:
+                   generator: torch.Generator | None = None, active: bool = True,
+                   factor: float = 1.0, span: CodeSpan | None = None) -> torch.Tensor:
     """Regulariser of the (1,D) identity code: the diffusion prior (skipped when not ``active``)
-    plus the anchor ‖z_id − mean‖², or the l2 fallback when no prior is loaded."""
-    return _code_regulariser(z_id, mean_code, priors.identity, priors.t_range,
-                             (w.prior_identity, w.l2_identity_with_prior, w.l2_identity), generator, active)
+    plus the anchor ‖z_id − mean‖², or the l2 fallback when no prior is loaded; all × ``factor``
+    (:func:`identity_regulariser_factor`). With a ``span`` and ``w.identity_off_span``, plus the
+    squared offset outside the training codes' span."""
+    reg = factor * _code_regulariser(z_id, mean_code, priors.identity, priors.t_range, priors.samples,
+                                     (w.prior_identity, w.l2_identity_with_prior, w.l2_identity), generator, active)
+    if span is not None and w.identity_off_span:
+        reg = reg + w.identity_off_span * span.off_span_sq(z_id)
+    return reg
+
+
+def identity_regulariser_factor(noise_mm: float | None, w: LossWeights) -> float:
+    """How much more (or less) the identity regularisers weigh for a take with depth noise
+    ``noise_mm`` than for the reference take: (σ / ref)^power, clipped to
+    ``w.identity_factor_range``; 1 when off (reference 0) or unmeasured (None, NaN).
+
+    MAP reasoning: the data term's evidence against the prior shrinks as its noise grows, so the
+    regulariser's relative weight should grow with it (the power was chosen by measurement).
+    """
+    if w.identity_noise_ref_mm <= 0 or noise_mm is None or not np.isfinite(noise_mm):
+        return 1.0
+    lo, hi = w.identity_factor_range
+    return float(np.clip((noise_mm / w.identity_noise_ref_mm) ** w.identity_noise_power, lo, hi))
 
 
 def expression_prior(z_ex: torch.Tensor, priors: Priors, w: LossWeights,
                      generator: torch.Generator | None = None, active: bool = True) -> torch.Tensor:
     """Regulariser of (B,D) expression codes (mean over frames; diffusion skipped when not ``active``)."""
-    return _code_regulariser(z_ex, None, priors.expression, priors.t_range,
+    return _code_regulariser(z_ex, None, priors.expression, priors.t_range, priors.samples,
                              (w.prior_expression, w.l2_expression_with_prior, w.l2_expression), generator, active)
 
 
@@ -109,8 +155,10 @@ def pose_anchor(omega: torch.Tensor, delta_t_m: torch.Tensor, w: LossWeights) ->
             + w.pose_translation * (delta_t_m * UNITS_PER_METRE).pow(2).sum(-1)).mean()
 
 
-def scale_anchor(log_scale: torch.Tensor, w: LossWeights) -> torch.Tensor:
-    """``w.scale · (log s)²`` of the shared scale's correction: a face crop barely constrains a
-    head's size, so without it the scale, not the identity code, takes the size up
-    (docs/tracking.md, "Why the scale drifts")."""
-    return w.scale * log_scale.pow(2).sum() if w.scale else log_scale.new_zeros(())
+def scale_anchor(log_scale: torch.Tensor, w: LossWeights, identity_factor: float = 1.0) -> torch.Tensor:
+    """``w.scale / identity_factor · (log s)²`` of the shared scale's correction: a face crop
+    barely constrains a head's size, so without it the scale, not the identity code, takes the
+    size up (docs/tracking.md, "Why the scale drifts"). Divided by the identity regulariser's
+    factor: the size has to come from somewhere, from the code when a clean take leaves it free,
+    from the scale when a noisy one holds the code near the mean."""
+    return w.scale / identity_factor * log_scale.pow(2).sum() if w.scale else log_scale.new_zeros(())

@@ -29,7 +29,8 @@ from ..meshing.marching import MeshingConfig, extract_mesh
 from ..model.head import HeadModel
 from ..progress import Reporter
 from .config import TrackConfig
-from .losses import Priors, expression_prior, identity_prior, pose_anchor, scale_anchor, smoothness, surface_and_normal_terms
+from .losses import (CodeSpan, Priors, expression_prior, identity_prior, identity_regulariser_factor, pose_anchor, scale_anchor,
+                     smoothness, surface_and_normal_terms)
 from .pose import camera_to_model, compose
 from .state import Checkpoint, Observations, TrackState
 
@@ -49,6 +50,11 @@ class FitContext:
         self.set_base_poses(self.obs.rotation, self.obs.translation)
         self.scale0 = float(self.obs.scale)
         self.mean_code = self.model.mean_identity_code().to(self.device)
+        codes = self.model.identity_codes
+        self.identity_span = (CodeSpan(codes.detach().cpu()).to(self.device)
+                              if self.config.losses.identity_off_span and len(codes) > 1 else None)
+        self.depth_noise_mm = self.obs.depth_noise_mm()
+        self.identity_factor = identity_regulariser_factor(self.depth_noise_mm, self.config.losses)
 
     # -- helpers -------------------------------------------------------------------------
     def set_base_poses(self, rotation: np.ndarray, translation: np.ndarray) -> None:
@@ -147,10 +153,11 @@ def run_identity(ctx: FitContext) -> None:
         data, _, _, stats = ctx.data_terms(kf, z_id, z_ex, omega, delta_t, log_scale, cfg.points,
                                            _truncation(progress, cfg.truncation), rng)
         on = step % ctx.config.prior_every == 0
-        loss = (data + identity_prior(z_id, ctx.priors, ctx.mean_code, ctx.config.losses, gen, on)
+        loss = (data + identity_prior(z_id, ctx.priors, ctx.mean_code, ctx.config.losses, gen, on, ctx.identity_factor,
+                                      ctx.identity_span)
                 + expression_prior(z_ex, ctx.priors, ctx.config.losses, gen, on)
                 + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0)
-                + scale_anchor(log_scale, ctx.config.losses))
+                + scale_anchor(log_scale, ctx.config.losses, ctx.identity_factor))
         loss.backward()
         opt.step()
         ctx.reporter.update("identity", step + 1, cfg.steps)
@@ -162,7 +169,8 @@ def run_identity(ctx: FitContext) -> None:
         st.delta_t[idx] = delta_t.detach()
         st.log_scale = log_scale.detach().clone()
     st.identity_done = True
-    st.phase_log["identity"] = {"keyframes": kf.tolist(), **stats}
+    st.phase_log["identity"] = {"keyframes": kf.tolist(), "depth_noise_mm": ctx.depth_noise_mm,
+                                "regulariser_factor": ctx.identity_factor, **stats}
     ctx.add_time("identity", time.perf_counter() - t0, len(kf))
     ctx.checkpoint.save_state(st)
 
@@ -315,9 +323,10 @@ def run_refine(ctx: FitContext) -> None:
             data, rot, trans, stats = ctx.data_terms(frames, p["z_id"], p["z_ex"], p["omega"], p["delta_t"],
                                                      p["log_scale"][0], cfg.points, cfg.truncation, rng)
             on = k % ctx.config.prior_every == 0
-            loss = (data + identity_prior(p["z_id"], ctx.priors, ctx.mean_code, w, gen, on)
+            loss = (data + identity_prior(p["z_id"], ctx.priors, ctx.mean_code, w, gen, on, ctx.identity_factor,
+                                          ctx.identity_span)
                     + expression_prior(p["z_ex"], ctx.priors, w, gen, on) + smoothness(p["z_ex"], rot, trans, w)
-                    + pose_anchor(p["omega"], p["delta_t"], w) + scale_anchor(p["log_scale"], w))
+                    + pose_anchor(p["omega"], p["delta_t"], w) + scale_anchor(p["log_scale"], w, ctx.identity_factor))
             grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
             g = {name: (gr if gr is not None else torch.zeros_like(p[name])) for name, gr in zip(p, grads)}
             with torch.no_grad():

@@ -38,6 +38,16 @@ class Observations:
     found: np.ndarray  # (F,) bool: a head was found
     scale: float = 1.0
     warnings: list[str] = field(default_factory=list)
+    noise_mm: np.ndarray | None = None  # (F,) depth noise measured on each head crop
+    # (dphm.preprocess.noise; NaN without a head, None in observations saved before it existed)
+
+    def depth_noise_mm(self) -> float | None:
+        """The take's depth noise: the median over frames with a head, or None if unmeasured."""
+        if self.noise_mm is None:
+            return None
+        values = np.asarray(self.noise_mm, np.float64)[np.asarray(self.found, bool)]
+        values = values[np.isfinite(values)]
+        return float(np.median(values)) if len(values) else None
 
     @property
     def num_frames(self) -> int:
@@ -64,14 +74,15 @@ class Observations:
             np.savez(tmp, frame_indices=self.frame_indices, timestamps=self.timestamps, offsets=self.offsets,
                      points=self.points, normals=self.normals, rotation=self.rotation,
                      translation=self.translation, found=self.found, scale=np.float64(self.scale),
-                     warnings=np.array(json.dumps(self.warnings)))
+                     warnings=np.array(json.dumps(self.warnings)),
+                     **({} if self.noise_mm is None else {"noise_mm": self.noise_mm}))
 
     @classmethod
     def load(cls, path: Path) -> "Observations":
         with np.load(path, allow_pickle=False) as d:
             return cls(d["frame_indices"], d["timestamps"], d["offsets"], d["points"], d["normals"],
                        d["rotation"], d["translation"], d["found"], float(d["scale"]),
-                       json.loads(str(d["warnings"])))
+                       json.loads(str(d["warnings"])), d["noise_mm"] if "noise_mm" in d else None)
 
 
 @dataclass

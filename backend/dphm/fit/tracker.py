@@ -61,11 +61,12 @@ def read_observations(recording, config: TrackConfig, reporter: Reporter, start:
             reporter.callback(replace(p, phase="read"))
 
     inner = Reporter(forward, reporter.cancel_event)
-    idx, ts, offsets, pts, nrm, rots, trans, found, warnings = [], [], [0], [], [], [], [], [], []
+    idx, ts, offsets, pts, nrm, rots, trans, found, noise, warnings = [], [], [0], [], [], [], [], [], [], []
     for obs in preprocess_recording(recording, pcfg, inner, start, stop, stride):
         idx.append(obs.frame_index)
         ts.append(obs.timestamp_s)
         found.append(obs.found)
+        noise.append(obs.stats.get("noise_mm", np.nan) if obs.found else np.nan)
         pts.append(obs.points)
         nrm.append(obs.normals)
         offsets.append(offsets[-1] + len(obs.points))
@@ -86,7 +87,7 @@ def read_observations(recording, config: TrackConfig, reporter: Reporter, start:
     return Observations(np.asarray(idx), np.asarray(ts, np.float64), np.asarray(offsets),
                         np.concatenate(pts).astype(np.float32), np.concatenate(nrm).astype(np.float32),
                         np.stack(rots).astype(np.float32), np.stack(trans).astype(np.float32),
-                        np.asarray(found), 1.0, warnings)
+                        np.asarray(found), 1.0, warnings, np.asarray(noise, np.float32))
 
 
 def read_depth_preview(recording, frame_indices: np.ndarray, stride: int = 1):
@@ -131,7 +132,8 @@ def select_priors(config: TrackConfig, model: HeadModel, directory: Path | None,
     """The regularisers of a job: the diffusion priors when ``config.priors`` and shipped, else l2."""
     if not config.priors:
         return Priors(), "l2 (priors disabled by the config)"
-    return load_priors_if_shipped(model, directory, device)
+    priors, kind = load_priors_if_shipped(model, directory, device)
+    return replace(priors, t_range=tuple(config.prior_t_range), samples=max(1, config.prior_samples)), kind
 
 
 def software_versions() -> dict:

@@ -377,16 +377,19 @@ class DiffusionPrior(nn.Module):
         return self.denormalise(x0)
 
     def regulariser(self, codes: torch.Tensor, t_range: tuple[float, float] = (0.4, 0.6),
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None, samples: int = 1) -> torch.Tensor:
         """Mid-noise v-prediction loss of raw ``codes`` (B×D or D), differentiable w.r.t. the codes.
 
-        Draws t ~ U[t_range·T) and fresh noise per code, noises the standardised code and returns
-        the SNR/(SNR+1)-weighted MSE of the frozen denoiser's v-prediction, averaged over the
-        batch and scaled by :attr:`regulariser_scale`. Gradients flow through the denoiser into
-        ``codes``; the weights stay frozen.
+        Draws t ~ U[t_range·T) and fresh noise ``samples`` times per code, noises the
+        standardised code and returns the SNR/(SNR+1)-weighted MSE of the frozen denoiser's
+        v-prediction, averaged over the draws and the batch and scaled by
+        :attr:`regulariser_scale`. More draws give the same expected loss with a less noisy
+        gradient. Gradients flow through the denoiser into ``codes``; the weights stay frozen.
         """
         codes = self._check(codes)
         x0 = self.normalise(codes)
+        if samples > 1:
+            x0 = x0.repeat_interleave(samples, dim=0)
         t = self.diffusion.random_t(x0.shape[0], t_range, device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         return self.diffusion.loss(x0, t, noise).mean() * self.regulariser_scale

@@ -8,7 +8,8 @@ Stages per depth frame (timed in ``HeadObservation.stats["ms"]``):
    pass over the kept points; ICP itself is trimmed and robust);
 4. ``normals``: normals from the bilateral-filtered depth inside the head window (positions stay raw);
 5. ``pose``: track from the previous pose, or detect + ICP against the mean head;
-6. ``crop``: cut below the chin / outside the head in canonical space; point budget.
+6. ``crop``: cut below the chin / outside the head in canonical space; point budget;
+7. ``noise``: the dense crop's depth noise (``stats["noise_mm"]``, :mod:`dphm.preprocess.noise`).
 
 Point-cloud frames (``frame.points``) skip 1 and use their own normals or local-PCA normals.
 """
@@ -35,6 +36,7 @@ from ..recording.base import Frame, Intrinsics, Recording
 from .backproject import backproject
 from .mean_head import MeanHead, load_mean_head
 from .normals import cloud_normals, window_normals
+from .noise import surface_noise_mm
 from .outliers import flying_pixel_mask, statistical_outliers
 from .pose import HeadPose, PoseConfig, PoseFit, detect_pose, refine_pose
 from .segment import (HeadCandidate, SegmentConfig, below_chin_mask, find_head, find_head_in_cloud,
@@ -366,6 +368,8 @@ def _finish(posed: _Posed, config: PreprocessConfig, model: MeanHead, query_work
                                  workers=query_workers or thread_budget())
     keep[kept[stray]] = False
     timer.lap("outliers")
+    posed.stats["noise_mm"] = surface_noise_mm(points[kept], normals[kept], ~stray)
+    timer.lap("noise")
     if config.max_points is not None and keep.sum() > config.max_points:
         rng = np.random.default_rng(config.seed + posed.index)
         idx = rng.choice(np.flatnonzero(keep), config.max_points, replace=False)
