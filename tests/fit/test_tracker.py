@@ -68,6 +68,11 @@ def test_phases_run_in_order_and_write_the_result(uninterrupted, tiny_model):
     assert f"mesh_canonical {summary.seconds['mesh_canonical']:.1f} s (once)" in line
     assert f"mesh {summary.seconds['mesh']:.1f} s ({summary.seconds_per_frame['mesh']:.2f} s/frame)" in line
     assert meta["phase_log"]["repose"]["frames_refitted"] >= 1
+    noise = meta["phase_log"]["identity"]["depth_noise_mm"]  # measured, and it set the identity's weight
+    assert 0.3 < noise < 5.0 and summary.depth_noise_mm == pytest.approx(noise)
+    from dphm.fit.losses import identity_regulariser_factor
+    assert meta["phase_log"]["identity"]["regulariser_factor"] == pytest.approx(
+        identity_regulariser_factor(noise, tiny().losses))
     inv = meta["inversion"]
     assert inv["converged"] + inv["approximate"] + inv["fallback"] == f * v
     assert len(meta["inversion_per_frame"]["fallback"]) == f
@@ -289,7 +294,8 @@ def test_cli_track_with_ply_export_round_trips(tmp_path, sim_recording, tiny_mod
                "--stride", "2", "--model", str(tiny_model_path), "--export-ply", "--no-progress",
                "--resolution", "32"])
     assert rc == 0
-    assert "2 frames" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 frames" in printed and "depth noise: " in printed and " mm → identity regularisers ×" in printed
     frames, meta = load_result(out)
     assert frames.vertices.shape[0] == 2 and meta["frame_indices"] == [1, 3]
     assert frames.fps == pytest.approx(7.5)

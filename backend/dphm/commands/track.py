@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary.frames} frames × {summary.vertices} vertices → {summary.out}"
           f"{' (resumed)' if summary.resumed else ''}\n"
           f"time: {summary.timing_line()}\n"
+          f"{summary.noise_line()}\n"
           f"inversion: {inv['converged']} converged, {inv['approximate']} approximate, {inv['fallback']} fallback; "
           f"max residual {inv['max_residual_mm']:.4f} mm, posed |SDF| {inv['posed_sdf_mean_mm']:.2f} mm")
     return 0

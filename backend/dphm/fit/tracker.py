@@ -39,6 +39,16 @@ class TrackSummary:
     inversion: dict  # totals over frames
     resumed: bool
     seconds: dict = field(default_factory=dict)  # phase → s in total
+    depth_noise_mm: float | None = None  # measured on the head crops (None: not measured)
+    identity_factor: float = 1.0  # the identity regularisers' noise factor that followed from it
+
+    def noise_line(self) -> str:
+        """What the take's depth noise did to the identity fit, for the CLI."""
+        if self.depth_noise_mm is None:
+            return "depth noise: not measured (identity regularisers at their reference weight)"
+        held = "held nearer the mean head" if self.identity_factor > 1.0 else "left freer"
+        return (f"depth noise: {self.depth_noise_mm:.2f} mm → identity regularisers ×{self.identity_factor:.2f} "
+                f"({held})")
 
     def timing_line(self) -> str:
         """Each phase's seconds, per frame where it is paid per frame ("identity 30.1 s once, …")."""
@@ -284,7 +294,9 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
     save_result(out, result, meta, canonical)  # replaces OUT (and its .checkpoint) atomically
     if export_ply:
         write_frame_plys(out, vertices, faces)
-    return TrackSummary(out, n, len(verts_c), per_frame, inversion, resumed, dict(timings))
+    ident = state.phase_log.get("identity", {})
+    return TrackSummary(out, n, len(verts_c), per_frame, inversion, resumed, dict(timings),
+                        ident.get("depth_noise_mm"), ident.get("regulariser_factor", 1.0))
 
 
 def write_frame_plys(out: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
