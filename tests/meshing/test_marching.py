@@ -74,6 +74,28 @@ def test_largest_component_drops_small_blobs():
     assert len(extract_mesh(two_spheres, cfg).to_trimesh().split(only_watertight=False)) == 2
 
 
+def test_gap_opening_keeps_surfaces_closer_than_a_cell_apart():
+    """A box cut in two by a slit 0.4 cells wide, centred between two grid planes (like parted
+    lips at a coarse grid): plain marching cubes fuses the halves; meshing the level set a bit
+    inside and projecting back keeps them apart, with every vertex back on the surface."""
+    h = 2.0 / 64  # grid spacing: resolution 64 over the box (2 units) with coarse 16
+    gap, y0 = 0.4 * h, 0.5 * h
+
+    def slit_box(p):
+        return torch.maximum(box(p), gap / 2 - (p[:, 1] - y0).abs())
+
+    cfg = MeshingConfig(resolution=64, coarse_resolution=16, largest_component=False, **BOX)
+    fused = extract_mesh(slit_box, cfg).to_trimesh()
+    assert len(fused.split(only_watertight=False)) == 1
+    cfg.gap_opening = 0.4 * h
+    parted = extract_mesh(slit_box, cfg)
+    halves = parted.to_trimesh().split(only_watertight=False)
+    assert len(halves) == 2 and all(part.is_watertight for part in halves)
+    on_surface = slit_box(torch.from_numpy(parted.vertices)).abs()
+    assert float(torch.quantile(on_surface, 0.99)) < 0.05 * h  # projected back (box edges aside)
+    assert float(on_surface.max()) < 0.5 * h
+
+
 def test_errors_name_the_problem():
     with pytest.raises(ConfigError, match="no zero crossing"):
         extract_mesh(lambda p: p.norm(dim=-1) + 1.0, MeshingConfig(resolution=32, **BOX))

@@ -119,6 +119,10 @@ class InversionConfig:
 class MeshPhase:
     resolution: int = 256  # effective marching-cubes grid points per axis (canonical mesh)
     coarse_resolution: int = 32
+    gap_opening_mm: float = 0.5  # mesh the level set 0.5 mm inside, then project back onto the surface,
+    # so lips parted by less than a cell stay parted (MeshingConfig.gap_opening): at 128³ the neutral
+    # mouth was sealed in about a third of the fits, and a sealed canonical mouth is sealed in every
+    # frame (docs/tracking.md, "What the full-head score swings on")
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
 

@@ -363,7 +363,7 @@ def canonical_mesh(ctx: FitContext) -> tuple[np.ndarray, np.ndarray, dict]:
         return ctx.model(x[None].to(ctx.device), z_id, None, anchors).sdf[0]
 
     mesh = extract_mesh(sdf, MeshingConfig(resolution=mcfg.resolution, coarse_resolution=mcfg.coarse_resolution,
-                                           device=str(ctx.device)))
+                                           gap_opening=mcfg.gap_opening_mm / MM_PER_UNIT, device=str(ctx.device)))
     stats = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
              "resolution": mesh.stats.resolution, "points_evaluated": mesh.stats.points_evaluated,
              "fraction_evaluated": mesh.stats.fraction_evaluated, "seconds": time.perf_counter() - t0}

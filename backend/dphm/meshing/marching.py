@@ -48,6 +48,11 @@ class MeshingConfig:
     batch_size: int | None = None   # points per sdf_fn call; None: 65,536 on a GPU, 4,096 on a CPU
                                     # (CPU: activations stay in the cache-friendly, reused heap)
     largest_component: bool = True  # keep only the largest connected component
+    gap_opening: float = 0.0        # extract the level set SDF = −gap_opening (inside the surface), then
+    # move every vertex back onto SDF = 0 by Newton steps along the gradient: surfaces closer than a
+    # cell + 2·gap_opening stay apart (parted lips at a 2.6 mm cell), walls thinner than
+    # 2·gap_opening are lost. 0 = plain marching cubes on the zero level set
+    projection_steps: int = 2       # Newton steps back to the zero level set (with gap_opening > 0)
     device: str = "cpu"
 
 
@@ -235,11 +240,38 @@ def _largest_component(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray
     return verts[used], remap[keep_faces], int((counts > 0).sum() - 1)
 
 
+def project_to_zero_level(sdf_fn: SdfFn, vertices: np.ndarray, steps: int, cfg: MeshingConfig) -> np.ndarray:
+    """``steps`` Newton steps x ← x − f(x)·∇f/|∇f|² per vertex (batched; ``sdf_fn`` must be
+    differentiable w.r.t. its input)."""
+    device = torch.device(cfg.device)
+    batch = cfg.batch_size or (65_536 if device.type == "cuda" else 4_096)
+    out = np.empty_like(vertices, dtype=np.float32)
+    with torch.enable_grad():
+        for start in range(0, len(vertices), batch):
+            x = torch.from_numpy(vertices[start:start + batch].astype(np.float32)).to(device)
+            for _ in range(steps):
+                x = x.detach().requires_grad_(True)
+                f = sdf_fn(x).reshape(-1)
+                (grad,) = torch.autograd.grad(f.sum(), x)
+                x = x - (f / grad.pow(2).sum(-1).clamp_min(1e-12))[:, None] * grad
+            out[start:start + len(x)] = x.detach().cpu().numpy()
+    if not np.isfinite(out).all():
+        raise ConfigError("projecting the mesh onto the SDF's zero level set gave non-finite vertices")
+    return out
+
+
 def extract_mesh(sdf_fn: SdfFn, config: MeshingConfig | None = None) -> Mesh:
-    """Mesh the zero level set of ``sdf_fn`` (points (N,3) torch → (N,) SDF, positive outside)."""
+    """Mesh the zero level set of ``sdf_fn`` (points (N,3) torch → (N,) SDF, positive outside);
+    with ``config.gap_opening``, the level set at −gap_opening projected back onto it."""
     cfg = config or MeshingConfig()
-    grid, box_min, spacing, stats = sparse_sdf_grid(sdf_fn, cfg)
+    level_fn = sdf_fn if cfg.gap_opening <= 0 else (lambda x: sdf_fn(x) + cfg.gap_opening)
+    grid, box_min, spacing, stats = sparse_sdf_grid(level_fn, cfg)
     if not (grid.min() < 0 < grid.max()):
         raise ConfigError("the SDF has no zero crossing inside the meshing box "
                           f"{list(cfg.box_min)}–{list(cfg.box_max)} (nothing to mesh)")
-    return grid_to_mesh(grid, box_min, spacing, stats, cfg.largest_component)
+    mesh = grid_to_mesh(grid, box_min, spacing, stats, cfg.largest_component)
+    if cfg.gap_opening > 0 and cfg.projection_steps > 0:
+        t0 = time.perf_counter()
+        mesh.vertices = project_to_zero_level(sdf_fn, mesh.vertices, cfg.projection_steps, cfg)
+        stats.total_s += time.perf_counter() - t0
+    return mesh
