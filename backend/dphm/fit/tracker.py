@@ -46,7 +46,8 @@ class TrackSummary:
         """What the take's depth noise did to the identity fit, for the CLI."""
         if self.depth_noise_mm is None:
             return "depth noise: not measured (identity regularisers at their reference weight)"
-        held = "held nearer the mean head" if self.identity_factor > 1.0 else "left freer"
+        held = ("about the reference take's weight" if 0.9 <= self.identity_factor <= 1.1
+                else "held nearer the mean head" if self.identity_factor > 1.0 else "left freer")
         return (f"depth noise: {self.depth_noise_mm:.2f} mm → identity regularisers ×{self.identity_factor:.2f} "
                 f"({held})")
 
