@@ -94,6 +94,15 @@ class FitContext:
         frac = float(valid.mean())
         return frac * (w.surface * surf + w.normals * normal), rot, trans, stats
 
+    def identity_regularisers(self, z_id: torch.Tensor, log_scale: torch.Tensor, generator: torch.Generator,
+                              active: bool) -> torch.Tensor:
+        """The identity code's regulariser (× the take's noise factor, plus the off-span term) and
+        the scale anchor (÷ that factor): the identity phase and refinement share them."""
+        w = self.config.losses
+        return (identity_prior(z_id, self.priors, self.mean_code, w, generator, active, self.identity_factor,
+                               self.identity_span)
+                + scale_anchor(log_scale, w, self.identity_factor))
+
     def generator(self, *key: int) -> tuple[np.random.Generator, torch.Generator]:
         seq = [self.config.seed, *key]
         seed = int(np.random.SeedSequence(seq).generate_state(1)[0])
@@ -153,11 +162,9 @@ def run_identity(ctx: FitContext) -> None:
         data, _, _, stats = ctx.data_terms(kf, z_id, z_ex, omega, delta_t, log_scale, cfg.points,
                                            _truncation(progress, cfg.truncation), rng)
         on = step % ctx.config.prior_every == 0
-        loss = (data + identity_prior(z_id, ctx.priors, ctx.mean_code, ctx.config.losses, gen, on, ctx.identity_factor,
-                                      ctx.identity_span)
+        loss = (data + ctx.identity_regularisers(z_id, log_scale, gen, on)
                 + expression_prior(z_ex, ctx.priors, ctx.config.losses, gen, on)
-                + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0)
-                + scale_anchor(log_scale, ctx.config.losses, ctx.identity_factor))
+                + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0))
         loss.backward()
         opt.step()
         ctx.reporter.update("identity", step + 1, cfg.steps)
@@ -323,10 +330,9 @@ def run_refine(ctx: FitContext) -> None:
             data, rot, trans, stats = ctx.data_terms(frames, p["z_id"], p["z_ex"], p["omega"], p["delta_t"],
                                                      p["log_scale"][0], cfg.points, cfg.truncation, rng)
             on = k % ctx.config.prior_every == 0
-            loss = (data + identity_prior(p["z_id"], ctx.priors, ctx.mean_code, w, gen, on, ctx.identity_factor,
-                                          ctx.identity_span)
+            loss = (data + ctx.identity_regularisers(p["z_id"], p["log_scale"], gen, on)
                     + expression_prior(p["z_ex"], ctx.priors, w, gen, on) + smoothness(p["z_ex"], rot, trans, w)
-                    + pose_anchor(p["omega"], p["delta_t"], w) + scale_anchor(p["log_scale"], w, ctx.identity_factor))
+                    + pose_anchor(p["omega"], p["delta_t"], w))
             grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
             g = {name: (gr if gr is not None else torch.zeros_like(p[name])) for name, gr in zip(p, grads)}
             with torch.no_grad():

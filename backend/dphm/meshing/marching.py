@@ -84,10 +84,14 @@ class Mesh:
         return trimesh.Trimesh(self.vertices, self.faces, process=False)
 
 
+def _batch_size(cfg: MeshingConfig, device: torch.device) -> int:
+    return cfg.batch_size or (65_536 if device.type == "cuda" else 4_096)
+
+
 def _evaluate(sdf_fn: SdfFn, points: np.ndarray, cfg: MeshingConfig) -> np.ndarray:
     out = np.empty(len(points), dtype=np.float32)
     device = torch.device(cfg.device)
-    batch = cfg.batch_size or (65_536 if device.type == "cuda" else 4_096)
+    batch = _batch_size(cfg, device)
     with torch.no_grad():
         for start in range(0, len(points), batch):
             chunk = torch.from_numpy(points[start:start + batch]).to(device)
@@ -244,7 +248,7 @@ def project_to_zero_level(sdf_fn: SdfFn, vertices: np.ndarray, steps: int, cfg: 
     """``steps`` Newton steps x ← x − f(x)·∇f/|∇f|² per vertex (batched; ``sdf_fn`` must be
     differentiable w.r.t. its input)."""
     device = torch.device(cfg.device)
-    batch = cfg.batch_size or (65_536 if device.type == "cuda" else 4_096)
+    batch = _batch_size(cfg, device)
     out = np.empty_like(vertices, dtype=np.float32)
     with torch.enable_grad():
         for start in range(0, len(vertices), batch):
