@@ -110,3 +110,17 @@ def test_code_span_measures_the_offset_no_training_code_has():
     plain = float(identity_prior(inside + out, Priors(), mean, w))
     assert float(identity_prior(inside + out, Priors(), mean, w, span=span)) == pytest.approx(
         plain + 10.0 * float(out.pow(2).sum()), rel=1e-4)
+
+
+def test_a_frame_weighted_zero_leaves_the_data_term_and_its_stats():
+    """Frames without a head stay in the batch (fixed shapes for CUDA graphs) at weight 0."""
+    g = torch.Generator().manual_seed(1)
+    d = torch.randn(2, 100, 3, generator=g)
+    d = d / d.norm(dim=-1, keepdim=True)
+    pts = torch.stack([d[0] * 0.51, d[1] * 0.53])  # frame 1 sits 3 mm-units off the surface
+    z = torch.zeros(2, 4)
+    both, _, _ = surface_and_normal_terms(Sphere(), pts, d, z, z, 0.05, False)
+    first, _, stats = surface_and_normal_terms(Sphere(), pts, d, z, z, 0.05, False, torch.tensor([0.5, 0.0]))
+    assert abs(float(both) - 0.02) < 1e-5
+    assert abs(float(first) - 0.005) < 1e-6  # half of frame 0's 0.01: its share of a 2-frame batch
+    assert abs(float(stats["mae_mm"]) - 0.01 * 250) < 1e-3  # stats of the weighted frames only

@@ -31,16 +31,20 @@ def test_priors_off_switches_to_the_l2_regularisers(tiny_model):
     l2_ex = float(expression_prior(z_ex, off, w))
     assert abs(l2_id - w.l2_identity * float(((z_id - mean) ** 2).sum())) < 1e-5
     assert abs(l2_ex - w.l2_expression * float((z_ex ** 2).sum(-1).mean())) < 1e-6
-    diff_id = float(identity_prior(z_id, on, mean, w, torch.Generator().manual_seed(1)))
+    draws = on.draws("identity", 1, torch.Generator().manual_seed(1))
+    diff_id = float(identity_prior(z_id, on, mean, w, draws))
     assert diff_id > 0 and abs(diff_id - l2_id) > 1e-6
     # With the prior, the identity keeps its anchor to the mean code on every step; on steps
     # that skip the diffusion regulariser (prior_every) only the anchor remains.
     anchor = w.l2_identity_with_prior * float(((z_id - mean) ** 2).sum())
     assert anchor > 0
-    assert abs(float(identity_prior(z_id, on, mean, w, active=False)) - anchor) < 1e-6
+    assert abs(float(identity_prior(z_id, on, mean, w, None)) - anchor) < 1e-6
     no_diffusion = dataclasses.replace(w, prior_identity=0.0)
-    assert abs(float(identity_prior(z_id, on, mean, no_diffusion, torch.Generator().manual_seed(1))) - anchor) < 1e-6
-    assert w.l2_expression_with_prior == 0.0 and float(expression_prior(z_ex, on, w, active=False)) == 0.0
+    assert abs(float(identity_prior(z_id, on, mean, no_diffusion, draws)) - anchor) < 1e-6
+    assert w.l2_expression_with_prior == 0.0 and float(expression_prior(z_ex, on, w, None)) == 0.0
+    # Drawn apart (the CUDA-graph path) or inside, the same generator gives the same regulariser.
+    inside = on.identity.regulariser(z_id, on.t_range, torch.Generator().manual_seed(1), on.samples)
+    assert float(inside) == float(on.identity.regulariser(z_id, draws=draws))
 
 
 def test_priors_flag_round_trips_and_enters_the_fingerprint():

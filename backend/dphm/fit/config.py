@@ -145,6 +145,8 @@ class TrackConfig(DictConfig):
     prior_every: int = 1  # evaluate the diffusion regularisers every k-th step (a CPU saving; the
     # l2 fallback is cheap and always evaluated)
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    cuda_graphs: bool = True  # on a CUDA device, replay each optimisation step as a CUDA graph
+    # (dphm.fit.graphs): the same arithmetic without the CPU cost of launching its kernels
     seed: int = 0
 
 

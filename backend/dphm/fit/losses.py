@@ -28,6 +28,9 @@ from ..model.head import HeadModel
 from .config import LossWeights
 
 
+Draws = tuple[torch.Tensor, torch.Tensor]  # (noise levels, noise) of one diffusion-regulariser evaluation
+
+
 @dataclass
 class Priors:
     """Optional diffusion priors; ``None`` entries use the l2 fallback."""
@@ -37,43 +40,56 @@ class Priors:
     t_range: tuple[float, float] = (0.4, 0.6)
     samples: int = 1  # noise draws averaged per evaluation (TrackConfig.prior_samples)
 
+    def draws(self, which: str, rows: int, generator: torch.Generator | None) -> Draws | None:
+        """The random inputs of one evaluation of the ``which`` ("identity" | "expression")
+        diffusion regulariser on ``rows`` codes; None without that prior."""
+        prior = getattr(self, which)
+        return None if prior is None else prior.draws(rows, self.t_range, generator, self.samples)
+
 
 def surface_and_normal_terms(model: HeadModel, points_u: torch.Tensor, normals_u: torch.Tensor,
                              z_id: torch.Tensor, z_ex: torch.Tensor, truncation: float,
-                             with_normals: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                             with_normals: bool, frame_weight: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(surface, normal) losses averaged over frames, for points (B,N,3) in model units.
 
-    ``z_id`` (B,D_id) and ``z_ex`` (B,D_ex). ``points_u`` must be differentiable for the normal
-    term (it is whenever the pose is optimised; otherwise it is made so here).
+    ``z_id`` (B,D_id) and ``z_ex`` (B,D_ex); ``truncation`` a float or a 0-d tensor.
+    ``frame_weight`` (B,): each frame's share of the mean (default 1/B; 0 leaves a frame out
+    without changing any shape). ``points_u`` must be differentiable for the normal term (it is
+    whenever the pose is optimised; otherwise it is made so here). The stats ("inliers",
+    "mae_mm") are 0-d tensors: reading them synchronises with the device, so callers read them
+    once per phase.
     """
     if with_normals and not points_u.requires_grad:
         points_u = points_u.detach().requires_grad_(True)
     sdf = model(points_u, z_id, z_ex).sdf  # (B,N)
     err = sdf.abs()
     keep = (err < truncation).float()
-    surface = ((err * keep).sum(1) / keep.sum(1).clamp_min(1.0)).mean()
+    weight = frame_weight if frame_weight is not None else err.new_full((err.shape[0],), 1.0 / err.shape[0])
+    surface = ((err * keep).sum(1) / keep.sum(1).clamp_min(1.0) * weight).sum()
     normal = sdf.new_zeros(())
     if with_normals:
         grad = torch.autograd.grad(sdf.sum(), points_u, create_graph=True)[0]
         cos = torch.nn.functional.cosine_similarity(grad, normals_u, dim=-1, eps=1e-6)
-        normal = ((1 - cos) * keep).sum(1).div(keep.sum(1).clamp_min(1.0)).mean()
+        normal = ((1 - cos) * keep).sum(1).div(keep.sum(1).clamp_min(1.0)).mul(weight).sum()
     with torch.no_grad():
-        stats = {"inliers": float(keep.mean()),
-                 "mae_mm": float((err * keep).sum() / keep.sum().clamp_min(1)) * 1000.0 / UNITS_PER_METRE}
+        counted = keep * (weight > 0)[:, None]
+        stats = {"inliers": counted.sum() / ((weight > 0).sum() * err.shape[1]).clamp_min(1),
+                 "mae_mm": (err * counted).sum() / counted.sum().clamp_min(1) * (1000.0 / UNITS_PER_METRE)}
     return surface, normal, stats
 
 
-def _code_regulariser(code: torch.Tensor, offset: torch.Tensor | None, prior, t_range, samples: int,
-                      weights: tuple[float, float, float], generator: torch.Generator | None,
-                      active: bool) -> torch.Tensor:
-    """``weights`` = (diffusion, l2 beside the diffusion prior, l2 fallback without a prior)."""
+def _code_regulariser(code: torch.Tensor, offset: torch.Tensor | None, prior, weights: tuple[float, float, float],
+                      draws: Draws | None) -> torch.Tensor:
+    """``weights`` = (diffusion, l2 beside the diffusion prior, l2 fallback without a prior);
+    the diffusion term is evaluated with ``draws`` (None: skipped)."""
     l2 = ((code if offset is None else code - offset) ** 2).sum(-1).mean()
     w_prior, w_anchor, w_fallback = weights
     if prior is None:
         return w_fallback * l2
-    if not active:
+    if draws is None:
         return w_anchor * l2
-    return w_prior * prior.regulariser(code, t_range, generator, samples) + w_anchor * l2
+    return w_prior * prior.regulariser(code, draws=draws) + w_anchor * l2
 
 
 class CodeSpan:
@@ -97,14 +113,14 @@ class CodeSpan:
 
 
 def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, w: LossWeights,
-                   generator: torch.Generator | None = None, active: bool = True,
-                   factor: float = 1.0, span: CodeSpan | None = None) -> torch.Tensor:
-    """Regulariser of the (1,D) identity code: the diffusion prior (skipped when not ``active``)
+                   draws: Draws | None = None, factor: float = 1.0, span: CodeSpan | None = None) -> torch.Tensor:
+    """Regulariser of the (1,D) identity code: the diffusion prior (with ``draws`` from
+    ``priors.draws("identity", 1, generator)``; skipped without)
     plus the anchor ‖z_id − mean‖², or the l2 fallback when no prior is loaded; all × ``factor``
     (:func:`identity_regulariser_factor`). With a ``span`` and ``w.identity_off_span``, plus the
     squared offset outside the training codes' span."""
-    reg = factor * _code_regulariser(z_id, mean_code, priors.identity, priors.t_range, priors.samples,
-                                     (w.prior_identity, w.l2_identity_with_prior, w.l2_identity), generator, active)
+    reg = factor * _code_regulariser(z_id, mean_code, priors.identity,
+                                     (w.prior_identity, w.l2_identity_with_prior, w.l2_identity), draws)
     if span is not None and w.identity_off_span:
         reg = reg + w.identity_off_span * span.off_span_sq(z_id)
     return reg
@@ -124,11 +140,11 @@ def identity_regulariser_factor(noise_mm: float | None, w: LossWeights) -> float
     return float(np.clip((noise_mm / w.identity_noise_ref_mm) ** w.identity_noise_power, lo, hi))
 
 
-def expression_prior(z_ex: torch.Tensor, priors: Priors, w: LossWeights,
-                     generator: torch.Generator | None = None, active: bool = True) -> torch.Tensor:
-    """Regulariser of (B,D) expression codes (mean over frames; diffusion skipped when not ``active``)."""
-    return _code_regulariser(z_ex, None, priors.expression, priors.t_range, priors.samples,
-                             (w.prior_expression, w.l2_expression_with_prior, w.l2_expression), generator, active)
+def expression_prior(z_ex: torch.Tensor, priors: Priors, w: LossWeights, draws: Draws | None = None) -> torch.Tensor:
+    """Regulariser of (B,D) expression codes (mean over frames; the diffusion term with
+    ``draws`` from ``priors.draws("expression", B, generator)``, skipped without)."""
+    return _code_regulariser(z_ex, None, priors.expression,
+                             (w.prior_expression, w.l2_expression_with_prior, w.l2_expression), draws)
 
 
 def smoothness(z_ex: torch.Tensor, rotation: torch.Tensor, translation_m: torch.Tensor,

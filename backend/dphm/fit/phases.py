@@ -29,8 +29,9 @@ from ..meshing.marching import MeshingConfig, extract_mesh
 from ..model.head import HeadModel
 from ..progress import Reporter
 from .config import TrackConfig
-from .losses import (CodeSpan, Priors, expression_prior, identity_prior, identity_regulariser_factor, pose_anchor, scale_anchor,
-                     smoothness, surface_and_normal_terms)
+from .graphs import Adam, GraphedStep, cuda_graphs_available
+from .losses import (CodeSpan, Draws, Priors, expression_prior, identity_prior, identity_regulariser_factor, pose_anchor,
+                     scale_anchor, smoothness, surface_and_normal_terms)
 from .pose import camera_to_model, compose
 from .state import Checkpoint, Observations, TrackState
 
@@ -73,34 +74,30 @@ class FitContext:
         idx = torch.as_tensor(frames, device=self.device)
         return compose(omega, self.rotation0[idx]), self.translation0[idx] + delta_t
 
-    def data_terms(self, frames: np.ndarray, z_id: torch.Tensor, z_ex: torch.Tensor, omega: torch.Tensor,
-                   delta_t: torch.Tensor, log_scale: torch.Tensor, n_points: int, truncation: float,
-                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        """Weighted surface + normal loss of frames (positions) with per-frame unknowns."""
+    def data_loss(self, batch: "FrameBatch", z_id: torch.Tensor, z_ex: torch.Tensor, omega: torch.Tensor,
+                  delta_t: torch.Tensor, log_scale: torch.Tensor, truncation: float | torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Weighted surface + normal loss of a batch of frames with per-frame unknowns; also the
+        frames' poses (rotation, translation) and the fit's stats (0-d tensors)."""
         w = self.config.losses
-        pts, nrm, valid = self.obs.sample(frames, n_points, rng)
-        pts_t = torch.from_numpy(pts).to(self.device)
-        nrm_t = torch.from_numpy(nrm).to(self.device)
-        rot, trans = self.poses(frames, omega, delta_t)
-        x = camera_to_model(pts_t, rot, trans, self.scale(log_scale))
-        n = nrm_t @ rot
-        valid_t = torch.from_numpy(valid).to(self.device)
-        if not valid.any():
-            zero = x.sum() * 0
-            return zero, rot, trans, {}
-        surf, normal, stats = surface_and_normal_terms(
-            self.model, x[valid_t], n[valid_t], z_id.expand(int(valid.sum()), -1), z_ex[valid_t],
-            truncation, w.normals > 0)
-        frac = float(valid.mean())
-        return frac * (w.surface * surf + w.normals * normal), rot, trans, stats
+        rot, trans = compose(omega, batch.rotation0), batch.translation0 + delta_t
+        x = camera_to_model(batch.points, rot, trans, self.scale(log_scale))
+        surf, normal, stats = surface_and_normal_terms(self.model, x, batch.normals @ rot,
+                                                       z_id.expand(len(x), -1), z_ex, truncation, w.normals > 0,
+                                                       batch.weight)
+        return w.surface * surf + w.normals * normal, rot, trans, stats
 
-    def identity_regularisers(self, z_id: torch.Tensor, log_scale: torch.Tensor, generator: torch.Generator,
-                              active: bool) -> torch.Tensor:
-        """The identity code's regulariser (× the take's noise factor, plus the off-span term) and
-        the scale anchor (÷ that factor): the identity phase and refinement share them."""
+    def graphs(self) -> bool:
+        """Whether optimisation steps are replayed as CUDA graphs (:mod:`dphm.fit.graphs`)."""
+        return self.config.cuda_graphs and cuda_graphs_available(self.device)
+
+    def identity_regularisers(self, z_id: torch.Tensor, log_scale: torch.Tensor, draws: Draws | None
+                              ) -> torch.Tensor:
+        """The identity code's regulariser (× the take's noise factor, plus the off-span term; the
+        diffusion term with ``draws``, skipped without) and the scale anchor (÷ that factor): the
+        identity phase and refinement share them."""
         w = self.config.losses
-        return (identity_prior(z_id, self.priors, self.mean_code, w, generator, active, self.identity_factor,
-                               self.identity_span)
+        return (identity_prior(z_id, self.priors, self.mean_code, w, draws, self.identity_factor, self.identity_span)
                 + scale_anchor(log_scale, w, self.identity_factor))
 
     def generator(self, *key: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -111,6 +108,48 @@ class FitContext:
     def add_time(self, phase: str, seconds: float, units: int) -> None:
         self.state.timings[phase] = self.state.timings.get(phase, 0.0) + seconds
         self.state.counts[phase] = self.state.counts.get(phase, 0) + units
+
+
+@dataclass
+class FrameBatch:
+    """One step's observations of B frames, in buffers refilled in place (CUDA-graph inputs)."""
+
+    points: torch.Tensor  # (B,n,3) camera metres
+    normals: torch.Tensor  # (B,n,3)
+    weight: torch.Tensor  # (B,) each frame's share of the data term: 1/B with a head, 0 without
+    rotation0: torch.Tensor  # (B,3,3) base poses
+    translation0: torch.Tensor  # (B,3)
+    rows: torch.Tensor  # (B,) long: the frames' positions
+
+    @classmethod
+    def empty(cls, frames: int, points: int, device: torch.device) -> "FrameBatch":
+        z = lambda *shape: torch.zeros(*shape, device=device)
+        return cls(z(frames, points, 3), z(frames, points, 3), z(frames), z(frames, 3, 3), z(frames, 3),
+                   torch.zeros(frames, dtype=torch.long, device=device))
+
+    def fill(self, ctx: FitContext, frames: np.ndarray, rng: np.random.Generator) -> None:
+        """A fresh random subset of each frame's observed points, and the frames' base poses."""
+        pts, nrm, valid = ctx.obs.sample(frames, self.points.shape[1], rng)
+        rows = torch.from_numpy(np.asarray(frames, np.int64)).to(ctx.device)
+        self.points.copy_(torch.from_numpy(pts))
+        self.normals.copy_(torch.from_numpy(nrm))
+        self.weight.copy_(torch.from_numpy(valid.astype(np.float32) / len(frames)))
+        self.rows.copy_(rows)
+        self.rotation0.copy_(ctx.rotation0[rows])
+        self.translation0.copy_(ctx.translation0[rows])
+
+
+def _fill_draws(buffers: Draws | None, draws: Draws | None) -> Draws | None:
+    """Copy fresh prior draws into a step's buffers (None: no prior loaded)."""
+    if buffers is None or draws is None:
+        return buffers
+    for buffer, value in zip(buffers, draws):
+        buffer.copy_(value)
+    return buffers
+
+
+def _read_stats(stats: dict) -> dict:
+    return {k: float(v) for k, v in stats.items()}
 
 
 def _lr_factor(progress: float, decay_at: tuple[float, ...]) -> float:
@@ -148,26 +187,38 @@ def run_identity(ctx: FitContext) -> None:
     delta_t = torch.zeros(len(kf), 3, device=dev, requires_grad=True)
     log_scale = torch.zeros((), device=dev, requires_grad=cfg.optimise_scale)
     pose_params = [omega, delta_t] + ([log_scale] if cfg.optimise_scale else [])
-    opt = torch.optim.Adam([{"params": [z_id, z_ex], "lr": cfg.lr_codes},
-                            {"params": pose_params, "lr": cfg.lr_pose}])
-    base = [g["lr"] for g in opt.param_groups]
+    codes_adam, pose_adam = Adam([z_id, z_ex], cfg.lr_codes), Adam(pose_params, cfg.lr_pose)
+    batch = FrameBatch.empty(len(kf), cfg.points, dev)
+    truncation = torch.zeros((), device=dev)
+    id_draws, ex_draws = ctx.priors.draws("identity", 1, None), ctx.priors.draws("expression", len(kf), None)
+
+    def step(prior_on: bool) -> dict:
+        data, _, _, stats = ctx.data_loss(batch, z_id, z_ex, omega, delta_t, log_scale, truncation)
+        loss = (data + ctx.identity_regularisers(z_id, log_scale, id_draws if prior_on else None)
+                + expression_prior(z_ex, ctx.priors, ctx.config.losses, ex_draws if prior_on else None)
+                + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0))
+        grads = torch.autograd.grad(loss, [z_id, z_ex, *pose_params])
+        codes_adam.step(grads[:2])
+        pose_adam.step(grads[2:])
+        return stats
+
+    state = [*codes_adam.state, *pose_adam.state]
+    steps = {on: GraphedStep(lambda on=on: step(on), state, ctx.graphs()) for on in (False, True)}
     stats: dict = {}
     ctx.reporter.update("identity", 0, cfg.steps)
-    for step in range(cfg.steps):
-        progress = step / max(cfg.steps, 1)
-        for g, lr in zip(opt.param_groups, base):
-            g["lr"] = lr * _lr_factor(progress, cfg.lr_decay_at)
-        rng, gen = ctx.generator(1, step)
-        opt.zero_grad(set_to_none=True)
-        data, _, _, stats = ctx.data_terms(kf, z_id, z_ex, omega, delta_t, log_scale, cfg.points,
-                                           _truncation(progress, cfg.truncation), rng)
-        on = step % ctx.config.prior_every == 0
-        loss = (data + ctx.identity_regularisers(z_id, log_scale, gen, on)
-                + expression_prior(z_ex, ctx.priors, ctx.config.losses, gen, on)
-                + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0))
-        loss.backward()
-        opt.step()
-        ctx.reporter.update("identity", step + 1, cfg.steps)
+    for k in range(cfg.steps):
+        progress = k / max(cfg.steps, 1)
+        codes_adam.lr.fill_(cfg.lr_codes * _lr_factor(progress, cfg.lr_decay_at))
+        pose_adam.lr.fill_(cfg.lr_pose * _lr_factor(progress, cfg.lr_decay_at))
+        truncation.fill_(_truncation(progress, cfg.truncation))
+        rng, gen = ctx.generator(1, k)
+        batch.fill(ctx, kf, rng)
+        on = k % ctx.config.prior_every == 0
+        if on:
+            _fill_draws(id_draws, ctx.priors.draws("identity", 1, gen))
+            _fill_draws(ex_draws, ctx.priors.draws("expression", len(kf), gen))
+        stats = steps[on]()
+        ctx.reporter.update("identity", k + 1, cfg.steps)
     with torch.no_grad():
         st.z_id = z_id.detach().clone()
         idx = torch.as_tensor(kf)
@@ -177,7 +228,7 @@ def run_identity(ctx: FitContext) -> None:
         st.log_scale = log_scale.detach().clone()
     st.identity_done = True
     st.phase_log["identity"] = {"keyframes": kf.tolist(), "depth_noise_mm": ctx.depth_noise_mm,
-                                "regulariser_factor": ctx.identity_factor, **stats}
+                                "regulariser_factor": ctx.identity_factor, **_read_stats(stats)}
     ctx.add_time("identity", time.perf_counter() - t0, len(kf))
     ctx.checkpoint.save_state(st)
 
@@ -198,49 +249,88 @@ def run_repose(ctx: FitContext) -> None:
 
 
 # ----------------------------------------------------------------------------- phase 2
+class _TrackChunk:
+    """The step of a chunk of B frames (with or without a previous frame to be smooth to), its
+    parameters and buffers kept for every chunk of that kind (so its CUDA graphs are reused)."""
+
+    def __init__(self, ctx: FitContext, frames: int, with_previous: bool):
+        cfg, dev, dim = ctx.config.track, ctx.device, ctx.model.ex_dim
+        self.ctx, self.cfg = ctx, cfg
+        self.batch = FrameBatch.empty(frames, cfg.points, dev)
+        self.z_ex = torch.zeros(frames, dim, device=dev, requires_grad=True)
+        self.omega = torch.zeros(frames, 3, device=dev, requires_grad=True)
+        self.delta_t = torch.zeros(frames, 3, device=dev, requires_grad=True)
+        self.z_id = torch.zeros_like(ctx.state.z_id, device=dev)
+        self.log_scale = torch.zeros((), device=dev)
+        self.previous = ((torch.zeros(1, dim, device=dev), torch.zeros(1, 3, 3, device=dev),
+                          torch.zeros(1, 3, device=dev)) if with_previous else None)
+        self.codes_adam, self.pose_adam = Adam([self.z_ex], cfg.lr_codes), Adam([self.omega, self.delta_t], cfg.lr_pose)
+        self.draws = ctx.priors.draws("expression", frames, None)
+        state = [*self.codes_adam.state, *self.pose_adam.state]
+        self.steps = {on: GraphedStep(lambda on=on: self._step(on), state, ctx.graphs()) for on in (False, True)}
+
+    def _step(self, prior_on: bool) -> dict:
+        ctx, w = self.ctx, self.ctx.config.losses
+        data, rot, trans, stats = ctx.data_loss(self.batch, self.z_id, self.z_ex, self.omega, self.delta_t,
+                                                self.log_scale, self.cfg.truncation)
+        zs, rs, ts = self.z_ex, rot, trans
+        if self.previous is not None:
+            zs, rs, ts = (torch.cat([p, x]) for p, x in zip(self.previous, (self.z_ex, rot, trans)))
+        loss = (data + expression_prior(self.z_ex, ctx.priors, w, self.draws if prior_on else None)
+                + smoothness(zs, rs, ts, w) + pose_anchor(self.omega, self.delta_t, w))
+        grads = torch.autograd.grad(loss, [self.z_ex, self.omega, self.delta_t])
+        self.codes_adam.step(grads[:1])
+        self.pose_adam.step(grads[1:])
+        return stats
+
+    @torch.no_grad()
+    def start(self, source: int, previous: int | None) -> None:
+        """Every frame of the chunk starts from frame ``source``; smooth to frame ``previous``."""
+        st = self.ctx.state
+        for param, value in ((self.z_ex, st.z_ex), (self.omega, st.omega), (self.delta_t, st.delta_t)):
+            param.copy_(value[source].expand_as(param))
+        self.z_id.copy_(st.z_id)
+        self.log_scale.copy_(st.log_scale)
+        if self.previous is not None:
+            rot, trans = self.ctx.poses(np.array([previous]), st.omega[previous:previous + 1],
+                                        st.delta_t[previous:previous + 1])
+            for buffer, value in zip(self.previous, (st.z_ex[previous:previous + 1], rot, trans)):
+                buffer.copy_(value)
+        self.codes_adam.reset()
+        self.pose_adam.reset()
+
+    def step(self, frames: np.ndarray, rng: np.random.Generator, generator: torch.Generator, prior_on: bool) -> dict:
+        self.batch.fill(self.ctx, frames, rng)
+        if prior_on:
+            _fill_draws(self.draws, self.ctx.priors.draws("expression", len(frames), generator))
+        return self.steps[prior_on]()
+
+
 def run_track(ctx: FitContext) -> None:
-    cfg, st, w = ctx.config.track, ctx.state, ctx.config.losses
+    cfg, st = ctx.config.track, ctx.state
     n_frames = ctx.obs.num_frames
     kf = keyframes(ctx.obs, ctx.config.identity.keyframes)
+    chunks: dict[tuple[int, bool], _TrackChunk] = {}
     ctx.reporter.update("track", st.tracked, n_frames)
     while st.tracked < n_frames:
         t0 = time.perf_counter()
         start = st.tracked
         frames = np.arange(start, min(start + cfg.chunk, n_frames))
-        src = start - 1 if start > 0 else (int(kf[0]) if len(kf) else 0)
-        b = len(frames)
-        z_ex = st.z_ex[src].expand(b, -1).clone().requires_grad_(True)
-        omega = st.omega[src].expand(b, -1).clone().requires_grad_(True)
-        delta_t = st.delta_t[src].expand(b, -1).clone().requires_grad_(True)
-        opt = torch.optim.Adam([{"params": [z_ex], "lr": cfg.lr_codes},
-                                {"params": [omega, delta_t], "lr": cfg.lr_pose}])
-        prev = None
-        if start > 0:
-            with torch.no_grad():
-                pr, pt = ctx.poses(np.array([start - 1]), st.omega[start - 1:start], st.delta_t[start - 1:start])
-            prev = (st.z_ex[start - 1:start], pr, pt)
+        key = (len(frames), start > 0)
+        chunk = chunks.get(key) or chunks.setdefault(key, _TrackChunk(ctx, *key))
+        chunk.start(start - 1 if start > 0 else (int(kf[0]) if len(kf) else 0), start - 1 if start > 0 else None)
         stats: dict = {}
         for step in range(cfg.steps):
             rng, gen = ctx.generator(2, start, step)
-            opt.zero_grad(set_to_none=True)
-            data, rot, trans, stats = ctx.data_terms(frames, st.z_id, z_ex, omega, delta_t, st.log_scale,
-                                                     cfg.points, cfg.truncation, rng)
-            zs, rs, ts = z_ex, rot, trans
-            if prev is not None:
-                zs, rs, ts = torch.cat([prev[0], z_ex]), torch.cat([prev[1], rot]), torch.cat([prev[2], trans])
-            on = (start + step) % ctx.config.prior_every == 0
-            loss = (data + expression_prior(z_ex, ctx.priors, w, gen, on) + smoothness(zs, rs, ts, w)
-                    + pose_anchor(omega, delta_t, w))
-            loss.backward()
-            opt.step()
+            stats = chunk.step(frames, rng, gen, (start + step) % ctx.config.prior_every == 0)
         with torch.no_grad():
             idx = torch.as_tensor(frames)
-            st.z_ex[idx] = z_ex.detach()
-            st.omega[idx] = omega.detach()
-            st.delta_t[idx] = delta_t.detach()
+            st.z_ex[idx] = chunk.z_ex.detach()
+            st.omega[idx] = chunk.omega.detach()
+            st.delta_t[idx] = chunk.delta_t.detach()
         st.tracked = int(frames[-1]) + 1
-        st.phase_log["track"] = stats
-        ctx.add_time("track", time.perf_counter() - t0, b)
+        st.phase_log["track"] = _read_stats(stats)
+        ctx.add_time("track", time.perf_counter() - t0, len(frames))
         ctx.checkpoint.save_state(st)
         ctx.reporter.update("track", st.tracked, n_frames)
 
@@ -251,19 +341,24 @@ class RowAdam:
     leaves every other row untouched (torch's Adam would keep moving them by momentum)."""
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], state: dict | None = None,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 device: torch.device = torch.device("cpu")):
         self.betas, self.eps = betas, eps
+        self.m = {k: torch.zeros(s, device=device) for k, s in shapes.items()}
+        self.v = {k: torch.zeros(s, device=device) for k, s in shapes.items()}
+        self.t = {k: torch.zeros(s[0], device=device) for k, s in shapes.items()}
         if state:
-            self.m, self.v, self.t = state["m"], state["v"], state["t"]
-        else:
-            self.m = {k: torch.zeros(s) for k, s in shapes.items()}
-            self.v = {k: torch.zeros(s) for k, s in shapes.items()}
-            self.t = {k: torch.zeros(s[0]) for k, s in shapes.items()}
+            for key, values in (("m", self.m), ("v", self.v), ("t", self.t)):
+                for name, tensor in values.items():
+                    tensor.copy_(state[key][name])
 
-    def step(self, name: str, param: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        return [*self.m.values(), *self.v.values(), *self.t.values()]
+
+    def step(self, name: str, param: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor,
+             lr: float | torch.Tensor) -> None:
         b1, b2 = self.betas
-        if self.m[name].device != param.device:  # moments follow the parameters (CPU checkpoint → CUDA)
-            self.m[name], self.v[name], self.t[name] = (x.to(param.device) for x in (self.m[name], self.v[name], self.t[name]))
         rows = rows.to(param.device)
         m = self.m[name][rows] * b1 + (1 - b1) * grad
         v = self.v[name][rows] * b2 + (1 - b2) * grad * grad
@@ -297,58 +392,86 @@ def _offset(cfg, epoch: int) -> int:
     return (epoch % 2) * (cfg.window // 2) if cfg.stride >= cfg.window else 0
 
 
+class _RefineWindow:
+    """The refinement step of a window of B frames: reads and updates the phase's working
+    tensors in place, so its CUDA graphs serve every window of that length."""
+
+    UNKNOWNS = ("z_id", "z_ex", "omega", "delta_t", "log_scale")
+    PER_FRAME = ("z_ex", "omega", "delta_t")  # the window's rows of these; all of the others
+
+    def __init__(self, ctx: FitContext, frames: int, work: dict, adam: RowAdam, lrs: dict):
+        self.ctx, self.cfg, self.work, self.adam, self.lrs = ctx, ctx.config.refine, work, adam, lrs
+        self.batch = FrameBatch.empty(frames, self.cfg.points, ctx.device)
+        self.zero_row = torch.zeros(1, dtype=torch.long, device=ctx.device)
+        self.id_draws = ctx.priors.draws("identity", 1, None)
+        self.ex_draws = ctx.priors.draws("expression", frames, None)
+        state = [*work.values(), *adam.tensors, *lrs.values()]
+        self.steps = {on: GraphedStep(lambda on=on: self._step(on), state, ctx.graphs()) for on in (False, True)}
+
+    def _step(self, prior_on: bool) -> dict:
+        ctx, w, work, rows = self.ctx, self.ctx.config.losses, self.work, self.batch.rows
+        p = {name: (work[name][rows] if name in self.PER_FRAME else work[name]).clone().requires_grad_(True)
+             for name in self.UNKNOWNS}
+        data, rot, trans, stats = ctx.data_loss(self.batch, p["z_id"], p["z_ex"], p["omega"], p["delta_t"],
+                                                p["log_scale"][0], self.cfg.truncation)
+        loss = (data + ctx.identity_regularisers(p["z_id"], p["log_scale"], self.id_draws if prior_on else None)
+                + expression_prior(p["z_ex"], ctx.priors, w, self.ex_draws if prior_on else None)
+                + smoothness(p["z_ex"], rot, trans, w) + pose_anchor(p["omega"], p["delta_t"], w))
+        grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
+        g = {name: (gr if gr is not None else torch.zeros_like(p[name])) for name, gr in zip(p, grads)}
+        with torch.no_grad():
+            self.adam.step("z_id", work["z_id"], self.zero_row, g["z_id"], self.lrs["identity"])
+            self.adam.step("z_ex", work["z_ex"], rows, g["z_ex"], self.lrs["expression"])
+            self.adam.step("omega", work["omega"], rows, g["omega"], self.lrs["pose"])
+            self.adam.step("delta_t", work["delta_t"], rows, g["delta_t"], self.lrs["pose"])
+            if ctx.config.identity.optimise_scale:
+                self.adam.step("log_scale", work["log_scale"], self.zero_row, g["log_scale"], self.lrs["pose"])
+        return stats
+
+    def step(self, frames: np.ndarray, rng: np.random.Generator, generator: torch.Generator, prior_on: bool) -> dict:
+        self.batch.fill(self.ctx, frames, rng)
+        if prior_on:
+            _fill_draws(self.id_draws, self.ctx.priors.draws("identity", 1, generator))
+            _fill_draws(self.ex_draws, self.ctx.priors.draws("expression", len(frames), generator))
+        return self.steps[prior_on]()
+
+
 def run_refine(ctx: FitContext) -> None:
-    cfg, st, w = ctx.config.refine, ctx.state, ctx.config.losses
+    cfg, st = ctx.config.refine, ctx.state
     n_frames = ctx.obs.num_frames
     if cfg.epochs <= 0 or n_frames == 0:
         return
     n_windows = [len(refine_windows(n_frames, cfg.window, cfg.stride, _offset(cfg, e))) for e in range(cfg.epochs)]
     total = sum(n_windows)
-    shapes = {"z_id": tuple(st.z_id.shape), "z_ex": tuple(st.z_ex.shape), "omega": tuple(st.omega.shape),
-              "delta_t": tuple(st.delta_t.shape), "log_scale": (1,)}
+    # The unknowns are updated in place in these working copies (a cancelled epoch leaves the
+    # checkpointed state untouched); the state takes copies after every epoch.
+    work = {"z_id": st.z_id.clone(), "z_ex": st.z_ex.clone(), "omega": st.omega.clone(),
+            "delta_t": st.delta_t.clone(), "log_scale": st.log_scale.clone().reshape(1)}
+    adam = RowAdam({k: tuple(v.shape) for k, v in work.items()}, st.refine_moments or None, device=ctx.device)
+    lrs = {k: torch.zeros((), device=ctx.device) for k in ("identity", "expression", "pose")}
+    windows_of: dict[int, _RefineWindow] = {}
     ctx.reporter.update("refine", sum(n_windows[:st.refine_epochs]), total)
     for epoch in range(st.refine_epochs, cfg.epochs):
         windows = refine_windows(n_frames, cfg.window, cfg.stride, _offset(cfg, epoch))
         t0 = time.perf_counter()
-        # Work on copies: a cancelled epoch leaves the checkpointed state untouched.
-        z_id, z_ex = st.z_id.clone(), st.z_ex.clone()
-        omega, delta_t, log_scale = st.omega.clone(), st.delta_t.clone(), st.log_scale.clone().reshape(1)
-        adam = RowAdam(shapes, {k: {n: t.clone() for n, t in v.items()} for k, v in st.refine_moments.items()}
-                       if st.refine_moments else None)
         factor = _lr_factor(epoch / cfg.epochs, cfg.lr_decay_at)
+        for key, lr in (("identity", cfg.lr_identity), ("expression", cfg.lr_expression), ("pose", cfg.lr_pose)):
+            lrs[key].fill_(lr * factor)
         rng_order, _ = ctx.generator(3, epoch)
         stats: dict = {}
         for k, w_index in enumerate(rng_order.permutation(len(windows))):
             start, stop = windows[w_index]
             frames = np.arange(start, stop)
-            rows = torch.as_tensor(frames)
             rng, gen = ctx.generator(3, epoch, int(start))
-            p = {"z_id": z_id.clone().requires_grad_(True), "z_ex": z_ex[rows].clone().requires_grad_(True),
-                 "omega": omega[rows].clone().requires_grad_(True),
-                 "delta_t": delta_t[rows].clone().requires_grad_(True),
-                 "log_scale": log_scale.clone().requires_grad_(True)}
-            data, rot, trans, stats = ctx.data_terms(frames, p["z_id"], p["z_ex"], p["omega"], p["delta_t"],
-                                                     p["log_scale"][0], cfg.points, cfg.truncation, rng)
-            on = k % ctx.config.prior_every == 0
-            loss = (data + ctx.identity_regularisers(p["z_id"], p["log_scale"], gen, on)
-                    + expression_prior(p["z_ex"], ctx.priors, w, gen, on) + smoothness(p["z_ex"], rot, trans, w)
-                    + pose_anchor(p["omega"], p["delta_t"], w))
-            grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
-            g = {name: (gr if gr is not None else torch.zeros_like(p[name])) for name, gr in zip(p, grads)}
-            with torch.no_grad():
-                zero_row = torch.zeros(1, dtype=torch.long)
-                adam.step("z_id", z_id, zero_row, g["z_id"], cfg.lr_identity * factor)
-                adam.step("z_ex", z_ex, rows, g["z_ex"], cfg.lr_expression * factor)
-                adam.step("omega", omega, rows, g["omega"], cfg.lr_pose * factor)
-                adam.step("delta_t", delta_t, rows, g["delta_t"], cfg.lr_pose * factor)
-                if ctx.config.identity.optimise_scale:
-                    adam.step("log_scale", log_scale, zero_row, g["log_scale"], cfg.lr_pose * factor)
+            window = windows_of.get(len(frames)) or windows_of.setdefault(
+                len(frames), _RefineWindow(ctx, len(frames), work, adam, lrs))
+            stats = window.step(frames, rng, gen, k % ctx.config.prior_every == 0)
             ctx.reporter.update("refine", sum(n_windows[:epoch]) + k + 1, total)
-        st.z_id, st.z_ex, st.omega, st.delta_t = z_id, z_ex, omega, delta_t
-        st.log_scale = log_scale.reshape(())
+        st.z_id, st.z_ex, st.omega, st.delta_t = (work[k].clone() for k in ("z_id", "z_ex", "omega", "delta_t"))
+        st.log_scale = work["log_scale"].clone().reshape(())
         st.refine_moments = adam.state()
         st.refine_epochs = epoch + 1
-        st.phase_log["refine"] = stats
+        st.phase_log["refine"] = _read_stats(stats)
         ctx.add_time("refine", time.perf_counter() - t0, n_frames / cfg.epochs)  # s/frame = whole phase
         ctx.checkpoint.save_state(st)
 

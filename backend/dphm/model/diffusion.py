@@ -376,23 +376,35 @@ class DiffusionPrior(nn.Module):
         x0 = self.diffusion.ddim_sample(noise, steps=steps, eta=eta, generator=generator, clip=self.clip)
         return self.denormalise(x0)
 
+    def draws(self, rows: int, t_range: tuple[float, float] = (0.4, 0.6), generator: torch.Generator | None = None,
+              samples: int = 1, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The random part of one :meth:`regulariser` evaluation of ``rows`` codes: noise levels
+        t ~ U[t_range·T) and standard noise, ``samples`` per code (drawn apart so that a CUDA
+        graph of the loss can take them as inputs)."""
+        device = device if device is not None else self.device
+        n = rows * samples
+        t = self.diffusion.random_t(n, t_range, device=device, generator=generator)
+        return t, torch.randn((n, self.code_dim), device=device, generator=generator)
+
     def regulariser(self, codes: torch.Tensor, t_range: tuple[float, float] = (0.4, 0.6),
-                    generator: torch.Generator | None = None, samples: int = 1) -> torch.Tensor:
+                    generator: torch.Generator | None = None, samples: int = 1,
+                    draws: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Mid-noise v-prediction loss of raw ``codes`` (B×D or D), differentiable w.r.t. the codes.
 
-        Draws t ~ U[t_range·T) and fresh noise ``samples`` times per code, noises the
-        standardised code and returns the SNR/(SNR+1)-weighted MSE of the frozen denoiser's
-        v-prediction, averaged over the draws and the batch and scaled by
+        Draws t ~ U[t_range·T) and fresh noise ``samples`` times per code (or takes ``draws``
+        from :meth:`draws`), noises the standardised code and returns the SNR/(SNR+1)-weighted MSE
+        of the frozen denoiser's v-prediction, averaged over the draws and the batch and scaled by
         :attr:`regulariser_scale`. More draws give the same expected loss with a less noisy
         gradient. Gradients flow through the denoiser into ``codes``; the weights stay frozen.
         """
         codes = self._check(codes)
         x0 = self.normalise(codes)
-        if samples > 1:
-            x0 = x0.repeat_interleave(samples, dim=0)
-        t = self.diffusion.random_t(x0.shape[0], t_range, device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        return self.diffusion.loss(x0, t, noise).mean() * self.regulariser_scale
+        if draws is None:
+            draws = self.draws(x0.shape[0], t_range, generator, samples, x0.device)
+        t, noise = draws
+        if len(t) != x0.shape[0]:
+            x0 = x0.repeat_interleave(len(t) // x0.shape[0], dim=0)
+        return self.diffusion.loss(x0, t, noise.to(x0.dtype)).mean() * self.regulariser_scale
 
     # -- persistence -------------------------------------------------------
     def state(self) -> dict[str, Any]:

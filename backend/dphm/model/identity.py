@@ -107,7 +107,7 @@ def grouped_layout(group: torch.Tensor, n_groups: int, tile: int) -> GroupedLayo
     n = group.numel()
     dev = group.device
     order = torch.argsort(group, stable=True)
-    counts = torch.bincount(group, minlength=n_groups)
+    counts = torch.zeros(n_groups, dtype=torch.long, device=dev).scatter_add_(0, group, torch.ones_like(group))
     tiles = (counts + tile - 1) // tile
     tiles_end = torch.cumsum(tiles, 0)
     padded_start = (tiles_end - tiles) * tile
