@@ -91,6 +91,15 @@ def ray_table(intrinsics: Intrinsics) -> np.ndarray:
     return table
 
 
+@functools.lru_cache(maxsize=8)
+def finite_ray_table(intrinsics: Intrinsics) -> np.ndarray:
+    """:func:`ray_table` with its undefined rays as 0 (read-only, cached): what multiplies depth
+    in back-projection, computed once instead of per frame."""
+    table = np.nan_to_num(ray_table(intrinsics))
+    table.setflags(write=False)
+    return table
+
+
 def backproject(depth_m: np.ndarray, intrinsics: Intrinsics, z_min: float = 0.0,
                 z_max: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """Depth image (H×W metres, 0 = invalid) → camera points grid (H×W×3 float32, metres) + valid mask.
@@ -106,8 +115,9 @@ def backproject(depth_m: np.ndarray, intrinsics: Intrinsics, z_min: float = 0.0,
     valid = np.isfinite(depth) & (depth > z_min) & (depth < z_max) & np.isfinite(rays[..., 0])
     z = np.where(valid, depth, 0.0)
     points = np.empty(depth.shape + (3,), np.float32)
-    points[..., 0] = np.nan_to_num(rays[..., 0]) * z
-    points[..., 1] = np.nan_to_num(rays[..., 1]) * z
+    finite = finite_ray_table(intrinsics)
+    points[..., 0] = finite[..., 0] * z
+    points[..., 1] = finite[..., 1] * z
     points[..., 2] = z
     return points, valid
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..recording.base import Intrinsics
-from .backproject import ray_table
+from .backproject import finite_ray_table
 
 
 def bilateral_filter_depth(depth_m: np.ndarray, valid: np.ndarray, radius_px: int = 4,
@@ -100,7 +100,7 @@ def window_normals(depth_m: np.ndarray, valid: np.ndarray, intrinsics: Intrinsic
     and the results are window-sized too (no full-image arrays)."""
     rows, cols = window
     smooth = bilateral_filter_depth(depth_m, valid, radius_px, sigma_space_px, sigma_depth_m)
-    rays = np.nan_to_num(ray_table(intrinsics)[rows, cols])
+    rays = finite_ray_table(intrinsics)[rows, cols]
     pts = np.empty(smooth.shape + (3,), np.float32)
     pts[..., 0] = rays[..., 0] * smooth
     pts[..., 1] = rays[..., 1] * smooth
