@@ -53,3 +53,33 @@ def test_graphed_step_computes_the_eager_steps():
             results.append((x.detach().cpu(), losses))
         (x_eager, l_eager), (x_run, l_run) = results
         assert torch.equal(x_eager, x_run) and l_eager == l_run  # warm-up runs before a capture are undone
+
+
+def test_a_step_that_cannot_be_captured_runs_eagerly_with_its_state_intact(monkeypatch, caplog):
+    """Capture fails (here: no CUDA at all; on a GPU, an operation that synchronises): the warm-up
+    runs are undone, a warning names the fallback, and every call still takes one real step."""
+    import dphm.fit.graphs as graphs
+
+    def no_capture(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphs.torch.cuda, "Stream", no_capture)
+    target, x = _problem(torch.device("cpu"))
+    adam = Adam([x], 0.05)
+    steps = []
+
+    def step():
+        steps.append(1)
+        adam.step(torch.autograd.grad(((x - target) ** 2).sum(), [x]))
+        return len(steps)
+
+    run = GraphedStep(step, adam.state, graph=True)
+    with caplog.at_level("WARNING", logger="dphm.fit.graphs"):
+        assert run() == 1  # nothing ran before the failed capture; the call ran its step eagerly
+    assert "not captured as a CUDA graph" in caplog.text and not run.use_graph
+    run()
+    eager_x = torch.zeros(5, 3, requires_grad=True)
+    eager = Adam([eager_x], 0.05)
+    for _ in range(2):
+        eager.step(torch.autograd.grad(((eager_x - target) ** 2).sum(), [eager_x]))
+    assert torch.equal(x, eager_x)  # two real steps, as if no capture had been tried

@@ -52,8 +52,8 @@ class GraphedStep:
         """Warm up, capture, restore the state; a step that cannot be captured (an operation
         that synchronises with the host) runs eagerly from then on, with a warning."""
         saved = [t.detach().clone() for t in self.state]
-        graph = torch.cuda.CUDAGraph()
         try:
+            graph = torch.cuda.CUDAGraph()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
