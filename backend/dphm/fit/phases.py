@@ -30,8 +30,8 @@ from ..model.head import HeadModel
 from ..progress import Reporter
 from .config import TrackConfig
 from .graphs import Adam, GraphedStep, cuda_graphs_available
-from .losses import (CodeSpan, Draws, Priors, expression_prior, identity_prior, identity_regulariser_factor, pose_anchor,
-                     scale_anchor, smoothness, surface_and_normal_terms)
+from .losses import (CodeSpan, Draws, Priors, expression_prior, identity_prior, identity_regulariser_factor,
+                     pose_anchor, scale_anchor, smoothness, surface_and_normal_terms)
 from .pose import camera_to_model, compose
 from .state import Checkpoint, Observations, TrackState
 
@@ -139,13 +139,31 @@ class FrameBatch:
         self.translation0.copy_(ctx.translation0[rows])
 
 
-def _fill_draws(buffers: Draws | None, draws: Draws | None) -> Draws | None:
-    """Copy fresh prior draws into a step's buffers (None: no prior loaded)."""
-    if buffers is None or draws is None:
-        return buffers
-    for buffer, value in zip(buffers, draws):
-        buffer.copy_(value)
-    return buffers
+class _PriorDraws:
+    """The diffusion regularisers' random inputs of one step (:meth:`Priors.draws`), in buffers
+    refilled in place; ``identity`` / ``expression`` are None where that prior is not loaded or
+    the step has no such codes."""
+
+    def __init__(self, priors: Priors, identity_rows: int, expression_rows: int):
+        self.priors = priors
+        self.rows = {"identity": identity_rows, "expression": expression_rows}
+        self.identity, self.expression = (self._buffers(which) for which in ("identity", "expression"))
+
+    def _buffers(self, which: str) -> Draws | None:
+        prior = getattr(self.priors, which)
+        if prior is None or self.rows[which] == 0:
+            return None
+        n = self.rows[which] * self.priors.samples
+        return (torch.zeros(n, dtype=torch.long, device=prior.device),
+                torch.zeros(n, prior.code_dim, device=prior.device))
+
+    def refill(self, generator: torch.Generator) -> None:
+        """Fresh draws from ``generator``, the identity's first."""
+        for which in ("identity", "expression"):
+            buffers = getattr(self, which)
+            if buffers is not None:
+                for buffer, value in zip(buffers, self.priors.draws(which, self.rows[which], generator)):
+                    buffer.copy_(value)
 
 
 def _read_stats(stats: dict) -> dict:
@@ -190,12 +208,12 @@ def run_identity(ctx: FitContext) -> None:
     codes_adam, pose_adam = Adam([z_id, z_ex], cfg.lr_codes), Adam(pose_params, cfg.lr_pose)
     batch = FrameBatch.empty(len(kf), cfg.points, dev)
     truncation = torch.zeros((), device=dev)
-    id_draws, ex_draws = ctx.priors.draws("identity", 1, None), ctx.priors.draws("expression", len(kf), None)
+    draws = _PriorDraws(ctx.priors, 1, len(kf))
 
     def step(prior_on: bool) -> dict:
         data, _, _, stats = ctx.data_loss(batch, z_id, z_ex, omega, delta_t, log_scale, truncation)
-        loss = (data + ctx.identity_regularisers(z_id, log_scale, id_draws if prior_on else None)
-                + expression_prior(z_ex, ctx.priors, ctx.config.losses, ex_draws if prior_on else None)
+        loss = (data + ctx.identity_regularisers(z_id, log_scale, draws.identity if prior_on else None)
+                + expression_prior(z_ex, ctx.priors, ctx.config.losses, draws.expression if prior_on else None)
                 + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0))
         grads = torch.autograd.grad(loss, [z_id, z_ex, *pose_params])
         codes_adam.step(grads[:2])
@@ -215,8 +233,7 @@ def run_identity(ctx: FitContext) -> None:
         batch.fill(ctx, kf, rng)
         on = k % ctx.config.prior_every == 0
         if on:
-            _fill_draws(id_draws, ctx.priors.draws("identity", 1, gen))
-            _fill_draws(ex_draws, ctx.priors.draws("expression", len(kf), gen))
+            draws.refill(gen)
         stats = steps[on]()
         ctx.reporter.update("identity", k + 1, cfg.steps)
     with torch.no_grad():
@@ -265,7 +282,7 @@ class _TrackChunk:
         self.previous = ((torch.zeros(1, dim, device=dev), torch.zeros(1, 3, 3, device=dev),
                           torch.zeros(1, 3, device=dev)) if with_previous else None)
         self.codes_adam, self.pose_adam = Adam([self.z_ex], cfg.lr_codes), Adam([self.omega, self.delta_t], cfg.lr_pose)
-        self.draws = ctx.priors.draws("expression", frames, None)
+        self.draws = _PriorDraws(ctx.priors, 0, frames)
         state = [*self.codes_adam.state, *self.pose_adam.state]
         self.steps = {on: GraphedStep(lambda on=on: self._step(on), state, ctx.graphs()) for on in (False, True)}
 
@@ -276,7 +293,7 @@ class _TrackChunk:
         zs, rs, ts = self.z_ex, rot, trans
         if self.previous is not None:
             zs, rs, ts = (torch.cat([p, x]) for p, x in zip(self.previous, (self.z_ex, rot, trans)))
-        loss = (data + expression_prior(self.z_ex, ctx.priors, w, self.draws if prior_on else None)
+        loss = (data + expression_prior(self.z_ex, ctx.priors, w, self.draws.expression if prior_on else None)
                 + smoothness(zs, rs, ts, w) + pose_anchor(self.omega, self.delta_t, w))
         grads = torch.autograd.grad(loss, [self.z_ex, self.omega, self.delta_t])
         self.codes_adam.step(grads[:1])
@@ -302,7 +319,7 @@ class _TrackChunk:
     def step(self, frames: np.ndarray, rng: np.random.Generator, generator: torch.Generator, prior_on: bool) -> dict:
         self.batch.fill(self.ctx, frames, rng)
         if prior_on:
-            _fill_draws(self.draws, self.ctx.priors.draws("expression", len(frames), generator))
+            self.draws.refill(generator)
         return self.steps[prior_on]()
 
 
@@ -403,8 +420,7 @@ class _RefineWindow:
         self.ctx, self.cfg, self.work, self.adam, self.lrs = ctx, ctx.config.refine, work, adam, lrs
         self.batch = FrameBatch.empty(frames, self.cfg.points, ctx.device)
         self.zero_row = torch.zeros(1, dtype=torch.long, device=ctx.device)
-        self.id_draws = ctx.priors.draws("identity", 1, None)
-        self.ex_draws = ctx.priors.draws("expression", frames, None)
+        self.draws = _PriorDraws(ctx.priors, 1, frames)
         state = [*work.values(), *adam.tensors, *lrs.values()]
         self.steps = {on: GraphedStep(lambda on=on: self._step(on), state, ctx.graphs()) for on in (False, True)}
 
@@ -414,8 +430,8 @@ class _RefineWindow:
              for name in self.UNKNOWNS}
         data, rot, trans, stats = ctx.data_loss(self.batch, p["z_id"], p["z_ex"], p["omega"], p["delta_t"],
                                                 p["log_scale"][0], self.cfg.truncation)
-        loss = (data + ctx.identity_regularisers(p["z_id"], p["log_scale"], self.id_draws if prior_on else None)
-                + expression_prior(p["z_ex"], ctx.priors, w, self.ex_draws if prior_on else None)
+        loss = (data + ctx.identity_regularisers(p["z_id"], p["log_scale"], self.draws.identity if prior_on else None)
+                + expression_prior(p["z_ex"], ctx.priors, w, self.draws.expression if prior_on else None)
                 + smoothness(p["z_ex"], rot, trans, w) + pose_anchor(p["omega"], p["delta_t"], w))
         grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
         g = {name: (gr if gr is not None else torch.zeros_like(p[name])) for name, gr in zip(p, grads)}
@@ -431,8 +447,7 @@ class _RefineWindow:
     def step(self, frames: np.ndarray, rng: np.random.Generator, generator: torch.Generator, prior_on: bool) -> dict:
         self.batch.fill(self.ctx, frames, rng)
         if prior_on:
-            _fill_draws(self.id_draws, self.ctx.priors.draws("identity", 1, generator))
-            _fill_draws(self.ex_draws, self.ctx.priors.draws("expression", len(frames), generator))
+            self.draws.refill(generator)
         return self.steps[prior_on]()
 
 

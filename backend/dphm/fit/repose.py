@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 
 from ..model.head import HeadModel
 from ..preprocess.mean_head import MeanHead, load_mean_head
-from ..preprocess.pose import PoseConfig, rotation_error_deg
+from ..preprocess.pose import PoseConfig, rotation_error_deg, subsample
 from ..preprocess.pose_batched import HeadTensors, batched_fitness, batched_icp
 
 MIN_POINTS = 50  # frames with fewer observed points keep their pose
@@ -76,12 +76,11 @@ def repose_frames(ctx, config: PoseConfig | None = None) -> dict:
         a, b = obs.offsets[i], obs.offsets[i + 1]
         if not obs.found[i] or b - a < MIN_POINTS:
             continue
-        rng = np.random.default_rng([ctx.config.seed, 4, int(i)])
-        sub = a + (np.sort(rng.choice(b - a, n, replace=False)) if b - a > n else np.arange(b - a))
+        sub = a + subsample(b - a, n, np.random.default_rng([ctx.config.seed, 4, int(i)]), cfg.ordered_subsets)
         pts[i, :len(sub)], nrm[i, :len(sub)], valid[i, :len(sub)] = obs.points[sub], obs.normals[sub], True
     pts_t, nrm_t, valid_t = (torch.from_numpy(x).to(dev) for x in (pts, nrm, valid))
     with torch.no_grad():
-        new_rot, new_trans, _ = batched_icp(pts_t, nrm_t, valid_t, head, rot, trans, scale, cfg, cfg.track_iterations)
+        new_rot, new_trans = batched_icp(pts_t, nrm_t, valid_t, head, rot, trans, scale, cfg, cfg.track_iterations)
         fitness = batched_fitness(pts_t, nrm_t, valid_t, head, new_rot, new_trans, scale, cfg)
         good = fitness.is_good(cfg) & valid_t.any(1)
         new_rot = torch.where(good[:, None, None], new_rot, rot)

@@ -115,7 +115,7 @@ class PoseFit:
                 and self.face_coverage >= config.min_face_coverage)
 
 
-def _subsample(n: int, k: int, rng: np.random.Generator, ordered: bool) -> np.ndarray:
+def subsample(n: int, k: int, rng: np.random.Generator, ordered: bool) -> np.ndarray:
     """``k`` of ``n`` indices at random; ``ordered``: ascending (neighbouring queries run faster)."""
     if n <= k:
         return np.arange(n)
@@ -345,7 +345,7 @@ def detect_pose(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanH
     hypotheses; without it they are placed by matching centroids.
     """
     rng = np.random.default_rng(seed)
-    small = _subsample(len(points_m), config.hypothesis_points, rng, config.ordered_subsets)
+    small = subsample(len(points_m), config.hypothesis_points, rng, config.ordered_subsets)
     ps, ns = points_m[small], None if normals_m is None else normals_m[small]
     scored = []
     for hyp in _hypotheses(points_m, normals_m, model, config, scale, centre_hint):
@@ -370,7 +370,7 @@ def refine_pose(points_m: np.ndarray, normals_m: np.ndarray | None, model: MeanH
     refinements too with ``coarse_when_tracking``).
     """
     rng = rng or np.random.default_rng(0)
-    sub = _subsample(len(points_m), config.icp_points, rng, config.ordered_subsets)
+    sub = subsample(len(points_m), config.icp_points, rng, config.ordered_subsets)
     ps, ns = points_m[sub], None if normals_m is None else normals_m[sub]
     if (detected or config.coarse_when_tracking) and 0 < config.coarse_points < len(ps):
         step = -(-len(ps) // config.coarse_points)

@@ -68,15 +68,15 @@ class HeadTensors:
 
 def batched_icp(points: torch.Tensor, normals: torch.Tensor, valid: torch.Tensor, head: HeadTensors,
                 rotation: torch.Tensor, translation: torch.Tensor, scale: float, config: PoseConfig,
-                iterations: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Trimmed, Huber-weighted point-to-plane ICP of (F,N,3) camera points (metres) onto the head,
     every frame from its own (F,3,3), (F,3) canonical → camera pose; the scale stays fixed.
 
     The steps of :func:`dphm.preprocess.pose.icp` (gates: match distance, neck cut, normal
     agreement; the ``trim_fraction`` closest; rigidity weights if ``config.use_rigidity``), all
     frames at once; a frame stops where the NumPy loop would break (steps below
-    ``step_tolerance``, or back where it was two steps before: converged; or fewer than 12
-    correspondences). Returns the refined (F,3,3), (F,3) and whether each frame converged.
+    ``step_tolerance``, or back where it was two steps before; or fewer than 12
+    correspondences). Returns the refined (F,3,3), (F,3).
     """
     dev = points.device
     f = len(points)
@@ -87,7 +87,6 @@ def batched_icp(points: torch.Tensor, normals: torch.Tensor, valid: torch.Tensor
     floor = head.chin_y - config.neck_below_chin_m * UNITS_PER_METRE
     tol = config.step_tolerance
     active = torch.ones(f, dtype=torch.bool, device=dev)
-    converged = torch.zeros(f, dtype=torch.bool, device=dev)
     eye = torch.eye(6, device=dev)
     last = before = None  # the pose one and two steps back
     for step in range(iterations):
@@ -122,13 +121,11 @@ def batched_icp(points: torch.Tensor, normals: torch.Tensor, valid: torch.Tensor
         small = (omega.norm(dim=1) < tol) & (delta.norm(dim=1) < tol)
         if before is not None:  # correspondences alternating between two poses
             small |= ((rc - before[0]).abs().amax((1, 2)) < tol) & ((tc - before[1]).abs().amax(1) < tol)
-        done = active & small
-        converged |= done
-        active &= ~done
+        active &= ~small
         if step % 5 == 4 and not bool(active.any()):
             break
     rotation = rc.transpose(1, 2)
-    return rotation, -(rotation @ tc[..., None])[..., 0] / sc, converged
+    return rotation, -(rotation @ tc[..., None])[..., 0] / sc
 
 
 @dataclass
@@ -145,13 +142,12 @@ class BatchedFitness:
 
 
 def batched_fitness(points: torch.Tensor, normals: torch.Tensor, valid: torch.Tensor, head: HeadTensors,
-                    rotation: torch.Tensor, translation: torch.Tensor, scale: float, config: PoseConfig,
-                    cover: tuple[torch.Tensor, torch.Tensor] | None = None) -> BatchedFitness:
+                    rotation: torch.Tensor, translation: torch.Tensor, scale: float, config: PoseConfig
+                    ) -> BatchedFitness:
     """:func:`~dphm.preprocess.pose.pose_fitness` (inlier fraction, inlier point-to-plane RMS
     above the neck cut; nearest points through the grid) and
     :func:`~dphm.preprocess.pose.face_coverage` (share of the head's camera-facing face points
-    with an observed point within ``coverage_mm``) per frame. ``cover``: the (F,M,3) points and
-    (F,M) mask the coverage looks at (default the ICP points)."""
+    with an observed point within ``coverage_mm``) per frame."""
     sc = UNITS_PER_METRE / scale
     rc = rotation.transpose(1, 2)
     q = sc * (points - translation[:, None]) @ rotation
@@ -166,10 +162,9 @@ def batched_fitness(points: torch.Tensor, normals: torch.Tensor, valid: torch.Te
                          torch.full_like(fraction, float("inf")))
     # Face coverage: each camera-facing face point's distance to the nearest observed point, in
     # chunks of frames (padding points pushed far away).
-    cover_points, cover_valid = cover if cover is not None else (points, valid)
     face_pts, face_nrm = head.points[head.face] / sc, head.normals[head.face]
-    observed = torch.where(cover_valid[..., None], cover_points, torch.full_like(cover_points, 1e3))
-    chunk = max(1, 2 ** 25 // max(len(face_pts) * cover_points.shape[1], 1))
+    observed = torch.where(valid[..., None], points, torch.full_like(points, 1e3))
+    chunk = max(1, 2 ** 25 // max(len(face_pts) * points.shape[1], 1))
     covered = []
     for a in range(0, len(points), chunk):
         rot, trans = rotation[a:a + chunk], translation[a:a + chunk]
