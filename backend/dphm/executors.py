@@ -1,8 +1,16 @@
-"""A ``concurrent.futures`` executor that runs every job at once in the calling thread."""
+"""Executors for frame-parallel CPU work: inline (no pool) and spawned single-threaded processes."""
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
+import contextlib
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class InlineExecutor(Executor):
@@ -16,3 +24,47 @@ class InlineExecutor(Executor):
         except BaseException as err:  # noqa: BLE001 - re-raised by ``result()``, as a pool would
             future.set_exception(err)
         return future
+
+
+@contextlib.contextmanager
+def thread_environment(threads: int = 1) -> Iterator[None]:
+    """Set the BLAS/OpenMP thread variables for the processes started inside; restored after."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def spawn_pool(workers: int, initializer: Callable[[], None] | None = None) -> ProcessPoolExecutor:
+    """``workers`` spawned processes with one BLAS/OpenMP thread each, all started before this
+    returns (a spawn pool otherwise starts them one per submit, after the environment is back)."""
+    with thread_environment(1):
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=initializer)
+        for started in [pool.submit(time.sleep, 0.01) for _ in range(workers)]:
+            started.result()
+    return pool
+
+
+_shared: dict[int, ProcessPoolExecutor] = {}  # at most one: workers → pool
+_shared_lock = threading.Lock()
+
+
+def shared_pool(workers: int) -> ProcessPoolExecutor:
+    """This process's pool of ``workers`` spawned processes (:func:`spawn_pool`), kept between
+    calls: their start-up (imports, ~0.5 s) is paid once per backend process. A pool of another
+    size, or one broken by a dead worker, is replaced."""
+    with _shared_lock:
+        pool = _shared.get(workers)
+        if pool is None or getattr(pool, "_broken", False):  # no public "is broken" test
+            for old in _shared.values():
+                old.shutdown(wait=False, cancel_futures=True)
+            _shared.clear()
+            pool = _shared[workers] = spawn_pool(workers)
+        return pool

@@ -252,6 +252,10 @@ def test_cancel_in_the_mesh_phase_keeps_the_meshed_groups(tmp_path, sim_recordin
     assert [u for u in second.updates if u[0] == "mesh"][0] == ("mesh", frames, SIM_FRAMES)
     result, meta = load_result(out)
     assert len(meta["inversion_per_frame"]["converged"]) == SIM_FRAMES
+    # The resumed job decodes the recording again for the depth preview (the read ran earlier).
+    with open_recording(sim_recording) as rec:
+        recorded = [DepthPreview.downsample(f.depth, result.depth_preview.step) for f in rec.frames()]
+    np.testing.assert_array_equal(result.depth_preview.depth_mm, np.stack(recorded))
     # Back to model units: the kept frames are the checkpointed ones; the new ones are solved.
     import trimesh
 

@@ -108,4 +108,25 @@ def test_thread_budget_follows_omp_num_threads(monkeypatch, omp, budget):
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
     assert thread_budget() == budget
-    assert default_workers() == min(4, budget)
+    assert default_workers() == {99: 12, 3: 2, 1: 1}[budget]
+
+
+def _exit_worker() -> None:
+    import os
+
+    os._exit(3)
+
+
+def test_the_shared_pool_is_kept_and_replaced_when_resized_or_broken():
+    from concurrent.futures.process import BrokenProcessPool
+
+    from dphm.executors import shared_pool
+
+    pool = shared_pool(2)
+    assert shared_pool(2) is pool
+    with pytest.raises(BrokenProcessPool):
+        pool.submit(_exit_worker).result()
+    fresh = shared_pool(2)
+    assert fresh is not pool and fresh.submit(int, "7").result() == 7
+    resized = shared_pool(3)
+    assert resized is not fresh and resized.submit(int, "8").result() == 8

@@ -30,19 +30,18 @@ import platform
 import signal
 import sys
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..executors import InlineExecutor
+from ..executors import InlineExecutor, spawn_pool
 
 HELP = "tracking fidelity vs simulated ground truth (rows, sweeps) and speed per phase"
 FORMAT = "dphm-bench-tracking-v1"
 ROWS = ("ours", "no_prior", "3dmm")
 PARTS = ("fidelity", "sweeps", "speed")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 log = logging.getLogger("dphm.bench.tracking")
 
 
@@ -502,18 +501,12 @@ def run_fidelity(s: Settings, parts: set[str], work: Path, out: Path, model: Pat
                  track_cfg, deadline: float | None = None, state: dict | None = None) -> dict:
     """Fidelity table and sweeps: simulate, preprocess, fit every row, score (see module doc).
     ``state`` receives the layout, finished results and timings as they come."""
-    import multiprocessing
-
     from ..fit.state import Observations
     from ..fit.tracker import track
 
     runs, layout = plan(s, parts, track_cfg.max_observed_points)
     sequences = {r.sequence.name: r.sequence for r in runs}
-    saved_env = {k: os.environ.get(k) for k in THREAD_VARIABLES}
-    if s.workers > 0:  # one BLAS/OpenMP thread per worker (read when a worker process starts)
-        os.environ.update({k: "1" for k in THREAD_VARIABLES})
-    pool = (ProcessPoolExecutor(s.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
-            if s.workers > 0 else InlineExecutor())
+    pool = spawn_pool(s.workers, initializer=_worker_init) if s.workers > 0 else InlineExecutor()
     timings = {"simulate_s": 0.0, "preprocess_s": 0.0, "track_s": 0.0}
     render_seq = (Sequence(s.seed0, s.frames, 1.0, s.nominal_distance_m, s.fps, s.mode).name
                   if layout["fidelity"] else None)
@@ -589,11 +582,6 @@ def run_fidelity(s: Settings, parts: set[str], work: Path, out: Path, model: Pat
                      res["summary"]["full"]["chamfer_l1_mm"])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     renders = {}
     for key, res in results.items():
         for frame, images in res.pop("renders", {}).items():

@@ -80,7 +80,7 @@ def repose_frames(ctx, config: PoseConfig | None = None) -> dict:
         pts[i, :len(sub)], nrm[i, :len(sub)], valid[i, :len(sub)] = obs.points[sub], obs.normals[sub], True
     pts_t, nrm_t, valid_t = (torch.from_numpy(x).to(dev) for x in (pts, nrm, valid))
     with torch.no_grad():
-        new_rot, new_trans = batched_icp(pts_t, nrm_t, valid_t, head, rot, trans, scale, cfg, cfg.track_iterations)
+        new_rot, new_trans, *_ = batched_icp(pts_t, nrm_t, valid_t, head, rot, trans, scale, cfg, cfg.track_iterations)
         fitness = batched_fitness(pts_t, nrm_t, valid_t, head, new_rot, new_trans, scale, cfg)
         good = fitness.is_good(cfg) & valid_t.any(1)
         new_rot = torch.where(good[:, None, None], new_rot, rot)

@@ -60,12 +60,31 @@ class TrackSummary:
         return ", ".join(parts)
 
 
+class _TappedRecording:
+    """A recording whose ``frames()`` also hands every decoded frame to ``on_frame``."""
+
+    def __init__(self, recording, on_frame):
+        self._recording, self._on_frame = recording, on_frame
+
+    def __getattr__(self, name):
+        return getattr(self._recording, name)
+
+    def frames(self, *args, **kwargs):
+        for frame in self._recording.frames(*args, **kwargs):
+            self._on_frame(frame)
+            yield frame
+
+
 def read_observations(recording, config: TrackConfig, reporter: Reporter, start: int, stop: int | None,
-                      stride: int) -> Observations:
-    """Preprocess the selected frames (phase "read"); frames without a head keep a neighbour's pose."""
+                      stride: int, device: torch.device | str = "cpu", on_frame=None) -> Observations:
+    """Preprocess the selected frames (phase "read"); frames without a head keep a neighbour's pose.
+    On a GPU ``device`` the tracked frames' pose ICP runs there (``PreprocessConfig.pose_device``).
+    ``on_frame``: also called with every decoded frame (in the decoding thread)."""
     from ..preprocess.pipeline import PreprocessConfig, preprocess_recording
 
-    pcfg = PreprocessConfig(max_points=config.max_observed_points, seed=config.seed)
+    device = torch.device(device)
+    pcfg = PreprocessConfig(max_points=config.max_observed_points, seed=config.seed,
+                            pose_device=str(device) if device.type == "cuda" else None)
 
     def forward(p: Progress) -> None:
         if reporter.callback is not None:
@@ -73,7 +92,8 @@ def read_observations(recording, config: TrackConfig, reporter: Reporter, start:
 
     inner = Reporter(forward, reporter.cancel_event)
     idx, ts, offsets, pts, nrm, rots, trans, found, noise, warnings = [], [], [0], [], [], [], [], [], [], []
-    for obs in preprocess_recording(recording, pcfg, inner, start, stop, stride):
+    source = recording if on_frame is None else _TappedRecording(recording, on_frame)
+    for obs in preprocess_recording(source, pcfg, inner, start, stop, stride):
         idx.append(obs.frame_index)
         ts.append(obs.timestamp_s)
         found.append(obs.found)
@@ -101,27 +121,43 @@ def read_observations(recording, config: TrackConfig, reporter: Reporter, start:
                         np.asarray(found), 1.0, warnings, np.asarray(noise, np.float32))
 
 
+class DepthPreviewCollector:
+    """The recorded depth of the result frames, downsampled for Blender's side-by-side render,
+    gathered frame by frame (:meth:`add`; the read phase's decoded frames, so the recording is
+    decoded once). ``result()`` is ``None`` for point-cloud recordings."""
+
+    def __init__(self, intrinsics, frame_indices):
+        from ..result.format import DepthPreview
+
+        self.row = {int(f): i for i, f in enumerate(frame_indices)}
+        self.step = self.out = None
+        if intrinsics is not None and len(self.row):
+            self.step = DepthPreview.step_for(intrinsics.width, intrinsics.height)
+            first = DepthPreview.downsample(np.zeros((intrinsics.height, intrinsics.width), np.float32), self.step)
+            self.out = np.zeros((len(self.row), *first.shape), np.uint16)
+
+    def add(self, frame) -> None:
+        from ..result.format import DepthPreview
+
+        i = self.row.get(frame.index)
+        if self.out is not None and i is not None and frame.depth is not None:
+            self.out[i] = DepthPreview.downsample(frame.depth, self.step)
+
+    def result(self):
+        from ..result.format import DepthPreview
+
+        return None if self.out is None else DepthPreview(self.out, self.step)
+
+
 def read_depth_preview(recording, frame_indices: np.ndarray, stride: int = 1):
-    """The recorded depth of the result frames, downsampled for Blender's side-by-side render.
-
-    ``None`` for point-cloud recordings. One extra streaming pass over the selected frames (the
-    observations checkpoint keeps only head points); ``stride`` is the tracker's, so only the
-    tracked frames are decoded (``frame_indices`` lie on that stride from their first).
-    """
-    from ..result.format import DepthPreview
-
-    intr = recording.intrinsics
-    if intr is None or len(frame_indices) == 0:
-        return None
-    step = DepthPreview.step_for(intr.width, intr.height)
-    first = DepthPreview.downsample(np.zeros((intr.height, intr.width), np.float32), step)
-    out = np.zeros((len(frame_indices), *first.shape), np.uint16)
-    row = {int(f): i for i, f in enumerate(frame_indices)}
-    for frame in recording.frames(int(min(frame_indices)), int(max(frame_indices)) + 1, stride):
-        i = row.get(frame.index)
-        if i is not None and frame.depth is not None:
-            out[i] = DepthPreview.downsample(frame.depth, step)
-    return DepthPreview(out, step)
+    """:class:`DepthPreviewCollector`'s preview by one streaming pass over the selected frames
+    (a resumed job: the observations checkpoint keeps only head points); ``stride`` is the
+    tracker's, so only the tracked frames are decoded (``frame_indices`` lie on that stride)."""
+    preview = DepthPreviewCollector(recording.intrinsics, frame_indices)
+    if preview.out is not None:
+        for frame in recording.frames(int(min(frame_indices)), int(max(frame_indices)) + 1, stride):
+            preview.add(frame)
+    return preview.result()
 
 
 def load_priors_if_shipped(model: HeadModel, directory: Path | None, device: torch.device) -> tuple[Priors, str]:
@@ -214,6 +250,7 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
                 resumed = True
         if not ckpt.exists:
             ckpt.start(fingerprint, {"recording": str(recording_path), "config": config.name})
+        preview = None  # gathered while reading; a resumed or given read decodes again for it
         if ckpt.observations_path.is_file():
             obs = Observations.load(ckpt.observations_path)
         elif observations is not None:
@@ -222,12 +259,14 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
             ckpt.save_state(_initial_state(head, obs, 0.0))
         else:
             t0 = time.perf_counter()
-            obs = read_observations(recording, config, reporter, start, stop, stride)
+            preview = DepthPreviewCollector(recording.intrinsics, frame_ids)
+            obs = read_observations(recording, config, reporter, start, stop, stride, dev, preview.add)
             obs.save(ckpt.observations_path)
             ckpt.save_state(_initial_state(head, obs, time.perf_counter() - t0))
         fps = recording.fps / stride
         intrinsics = recording.intrinsics
-        depth_preview = read_depth_preview(recording, obs.frame_indices, stride)
+        depth_preview = (preview.result() if preview is not None
+                         else read_depth_preview(recording, obs.frame_indices, stride))
         rec_info = recording.describe()
 
     state = ckpt.load_state() or _initial_state(head, obs, 0.0)

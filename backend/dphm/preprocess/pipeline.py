@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from queue import Full, Queue
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from ..canonical import UNITS_PER_METRE
 from ..errors import RecordingError
-from ..executors import InlineExecutor
+from ..executors import InlineExecutor, shared_pool
 from ..progress import Reporter
 from ..recording.base import Frame, Intrinsics, Recording
 from .backproject import backproject
@@ -43,6 +43,10 @@ from .segment import (HeadCandidate, SegmentConfig, below_chin_mask, find_head, 
                       sphere_mask)
 
 log = logging.getLogger(__name__)
+MAX_PREPARED_AHEAD = 8  # frames prepared ahead of the pose: farther, the head has often moved out of
+# the look-ahead window placed around its latest pose (demo, share of windows used: 100 % with
+# frames up to 8 ahead, 96 % with 10, 49 % with 14; predicting the centre from its recent
+# velocity did not help)
 
 
 @dataclass
@@ -70,10 +74,14 @@ class PreprocessConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
     seed: int = 0
-    workers: int | None = None  # threads for the frame-independent stages (preprocess_recording);
-    # None = default_workers(): min(4, CPU count, OMP_NUM_THREADS), 0 or 1 = all in the calling thread
+    workers: int | None = None  # processes for the frame-independent stages (preprocess_recording);
+    # None = default_workers(): CPU count (or OMP_NUM_THREADS) − 2, at least 2, at most 12;
+    # 0 or 1 = all in the calling thread
     look_ahead_margin_m: float = 0.05  # head motion between the latest pose and a frame prepared
     # ahead that still reuses the prepared window (more = fewer re-computations, larger windows)
+    pose_device: str | None = None  # "cuda": tracked frames' pose ICP + acceptance test on that
+    # GPU as one CUDA graph per frame (preprocess_recording; ~1 ms instead of NumPy's ~17; needs
+    # torch); None: NumPy. Detection, and scale estimation, stay in NumPy.
 
 
 @dataclass
@@ -152,17 +160,21 @@ class _CleanWindow:
 
 @dataclass
 class _LookAhead:
-    """The head window prepared around a predicted centre, with ``margin_m`` to spare.
+    """The head window prepared around a predicted centre, with ``margin_m`` to spare: the valid
+    pixels within ``radius_m`` of ``centre`` (image order) with their cleaned normals.
 
     Flying pixels and normals of a pixel depend only on pixels within ``bilateral_radius_px + 2``,
     which every window around a crop keeps, so any crop whose sphere lies inside ``radius_m``
-    of ``centre`` gets exactly the arrays it would get from its own, smaller window.
+    of ``centre`` gets exactly the arrays it would get from its own, smaller window. Compact
+    (a few hundred kB): what a worker process sends back instead of the whole image.
     """
 
     centre: np.ndarray
     radius_m: float
-    pixels: np.ndarray  # flat indices of the valid pixels within ``radius_m`` of ``centre``
-    window: _CleanWindow
+    points: np.ndarray  # M×3 float32, camera metres
+    normals: np.ndarray  # M×3
+    usable: np.ndarray  # M: not flying and with a normal
+    flying: np.ndarray | None  # M; None when flying-pixel removal is off
 
     def covers(self, centre: np.ndarray, radius_m: float) -> bool:
         # 1 mm to spare: a point the float test puts inside the crop is surely inside ours.
@@ -176,13 +188,18 @@ class _FrameSource:
     centre is given), crops a sphere and removes flying pixels and computes normals in the
     crop's window only. :meth:`look_ahead` does the window work ahead of time, before the
     centre is known (see :func:`preprocess_recording`). Point-cloud frames are range-filtered
-    once instead.
+    once instead. Pickled with a look-ahead (from a worker process), a depth frame leaves its
+    image arrays behind; they are computed again from ``frame`` (set by the receiver) only if
+    a crop needs more than the look-ahead (detection, a head that moved out of it).
     """
+
+    _IMAGE = ("depth", "points", "valid")
 
     def __init__(self, frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConfig,
                  timer: _Timer, stats: dict):
         self.config, self.timer, self.intrinsics, self.stats = config, timer, intrinsics, stats
         self.index, self.timestamp_s = frame.index, frame.timestamp_s
+        self.frame: Frame | None = frame
         self._candidates: list[HeadCandidate] | None = None
         self._ahead: _LookAhead | None = None
         if frame.points is not None:
@@ -200,14 +217,28 @@ class _FrameSource:
         if intrinsics is None:
             raise RecordingError("a depth frame needs camera intrinsics")
         self.cloud = None
-        self.depth = np.asarray(frame.depth, np.float32)
-        self.points, self.valid = backproject(self.depth, intrinsics, config.z_min_m, config.z_max_m)
+        self.points = None
+        self._image()
         stats["valid_pixels"] = int(self.valid.sum())
-        timer.lap("backproject")
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__, frame=None)
+        if self._ahead is not None:
+            state.update(dict.fromkeys(self._IMAGE))
+        return state
+
+    def _image(self) -> None:
+        """Back-project the depth image (again, if it was left behind in a worker process)."""
+        if self.cloud is None and self.points is None:
+            self.depth = np.asarray(self.frame.depth, np.float32)
+            self.points, self.valid = backproject(self.depth, self.intrinsics, self.config.z_min_m,
+                                                  self.config.z_max_m)
+            self.timer.lap("backproject")
 
     def candidates(self) -> list[HeadCandidate]:
         """Head-like blobs of the frame, nearest first (computed once)."""
         if self._candidates is None:
+            self._image()
             if self.cloud is None:
                 self._candidates = find_head(self.points, self.valid, self.intrinsics, self.config.segment)
             else:
@@ -225,8 +256,12 @@ class _FrameSource:
         self.timer.lap("segment")
         if mask.sum() < self.config.min_head_points:
             return
-        window = self._clean_window(self.valid, _window(mask, self.config.bilateral_radius_px + 2))
-        self._ahead = _LookAhead(np.asarray(centre, np.float64), radius, np.flatnonzero(mask), window)
+        win = self._clean_window(self.valid, _window(mask, self.config.bilateral_radius_px + 2))
+        rows, cols = np.nonzero(mask)  # image order, all inside the window
+        at = (rows - win.rows.start, cols - win.cols.start)
+        self._ahead = _LookAhead(np.asarray(centre, np.float64), radius, self.points[rows, cols],
+                                 win.normals[at], win.valid[at] & win.normal_ok[at],
+                                 None if win.flying is None else win.flying[at])
 
     def head(self, centre: np.ndarray, blob_mask: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray] | str:
@@ -258,20 +293,25 @@ class _FrameSource:
         config = self.config
         radius = config.segment.sphere_radius_m
         ahead = self._ahead
-        if blob_mask is not None or ahead is None or not ahead.covers(centre, radius):
-            ahead = None
-            valid = self.valid if blob_mask is None else self.valid & blob_mask
-            mask = valid & sphere_mask(self.points, centre, radius)
-        else:  # the same test on the look-ahead's pixels only: the crop lies within them
-            mask = np.zeros(self.valid.shape, bool)
-            mask.flat[ahead.pixels] = sphere_mask(self.points.reshape(-1, 3)[ahead.pixels], centre,
-                                                  radius)
-        self.stats["look_ahead"] = ahead is not None
+        if blob_mask is None and ahead is not None and ahead.covers(centre, radius):
+            # The same crop from the look-ahead's pixels: it lies within them.
+            inside = sphere_mask(ahead.points, centre, radius)
+            self.stats["look_ahead"] = True
+            self.timer.lap("segment")
+            if inside.sum() < config.min_head_points:
+                return f"no head found (only {int(inside.sum())} points near the head centre)"
+            if ahead.flying is not None:
+                self.stats["flying_pixels"] = int((ahead.flying & inside).sum())
+            keep = inside & ahead.usable
+            return ahead.points[keep].astype(np.float64), ahead.normals[keep].astype(np.float64)
+        self._image()
+        valid = self.valid if blob_mask is None else self.valid & blob_mask
+        mask = valid & sphere_mask(self.points, centre, radius)
+        self.stats["look_ahead"] = False
         self.timer.lap("segment")
         if mask.sum() < config.min_head_points:
             return f"no head found (only {int(mask.sum())} points near the head centre)"
-        win = (ahead.window if ahead is not None
-               else self._clean_window(valid, _window(mask, config.bilateral_radius_px + 2)))
+        win = self._clean_window(valid, _window(mask, config.bilateral_radius_px + 2))
         sub = mask[win.rows, win.cols]
         if win.flying is not None:
             self.stats["flying_pixels"] = int((win.flying & sub).sum())
@@ -321,10 +361,11 @@ def _prepare(frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConf
 
 
 def _fit_pose(source: _FrameSource, model: MeanHead, config: PreprocessConfig,
-              prev_pose: HeadPose | None, scale: float, estimate_scale: bool
-              ) -> _Posed | HeadObservation:
+              prev_pose: HeadPose | None, scale: float, estimate_scale: bool,
+              on_device=None) -> _Posed | HeadObservation:
     """The sequential stage: track from ``prev_pose`` or detect. Returns the posed head crop,
-    or an observation without a head (with its warning)."""
+    or an observation without a head (with its warning). ``on_device``: a
+    :class:`~dphm.preprocess.pose_batched.DeviceTrackedPose` for tracked frames at a fixed scale."""
     timer, stats = _Timer(source.stats["ms"]), source.stats
     source.timer = timer
     fit: PoseFit | None = None
@@ -332,8 +373,11 @@ def _fit_pose(source: _FrameSource, model: MeanHead, config: PreprocessConfig,
     if prev_pose is not None:
         head = source.head(prev_pose.to_camera(model.centre[None])[0])
         if not isinstance(head, str):
-            fit = refine_pose(*head, model, prev_pose, config.pose, config.pose.track_iterations,
-                              estimate_scale=estimate_scale)
+            if on_device is not None and not estimate_scale:
+                fit = on_device.refine(*head, prev_pose)
+            else:
+                fit = refine_pose(*head, model, prev_pose, config.pose, config.pose.track_iterations,
+                                  estimate_scale=estimate_scale)
             timer.lap("pose")
     if fit is None or not (fit.converged and fit.is_good(config.pose)):
         tracked, tracked_head = fit, head
@@ -352,11 +396,13 @@ def _fit_pose(source: _FrameSource, model: MeanHead, config: PreprocessConfig,
     return _Posed(source.index, source.timestamp_s, *head, fit.pose, stats)
 
 
-def _finish(posed: _Posed, config: PreprocessConfig, model: MeanHead, query_workers: int | None = None
-            ) -> HeadObservation:
+def _finish(posed: _Posed, config: PreprocessConfig, model: MeanHead | None = None,
+            query_workers: int | None = None) -> HeadObservation:
     """Cut below the chin / outside the head in canonical space, drop statistical outliers and
-    apply the point budget (independent of other frames). ``query_workers``: threads of the
-    outliers' neighbour queries (default :func:`thread_budget`)."""
+    apply the point budget (independent of other frames). ``model``: default the mean-head
+    asset; ``query_workers``: threads of the outliers' neighbour queries (default
+    :func:`thread_budget`)."""
+    model = model or load_mean_head()
     timer = _Timer(posed.stats["ms"])
     points, normals, pose = posed.points, posed.normals, posed.pose
     can = pose.to_canonical(points)
@@ -443,10 +489,13 @@ def thread_budget() -> int:
 
 
 def default_workers() -> int:
-    """Worker threads used when ``PreprocessConfig.workers`` is None: min(4, :func:`thread_budget`)
-    (a worker process told to use one thread preprocesses inline: with 4 threads in each of two
-    processes on 2 cores, the stages took 3–8× their inline wall time, the normals 220 ms)."""
-    return min(4, thread_budget())
+    """Worker processes used when ``PreprocessConfig.workers`` is None: all but two of
+    :func:`thread_budget`'s cores (the sequential pose, decoding), at least 2 where there are 2,
+    at most 12 (H200 host, 16 cores, demo: 8 → 23 ms/frame, 12 → 15, 14 → 14). A process told
+    to use one thread, like a worker of ``dphm bench tracking``, preprocesses inline (with 4
+    workers in each of two processes on 2 cores the stages took 3–8× their inline wall time)."""
+    budget = thread_budget()
+    return min(12, max(budget - 2, min(budget, 2)))
 
 
 def _read_ahead(frames: Iterator[Frame], size: int) -> Iterator[Frame]:
@@ -494,13 +543,17 @@ def preprocess_recording(recording: Recording, config: PreprocessConfig | None =
                          stride: int = 1) -> Iterator[HeadObservation]:
     """Preprocess the selected frames in order, tracking the pose from frame to frame.
 
-    With ``config.workers`` > 1 the frame-independent stages run in a thread pool, ahead of the
-    sequential pose (at most 2 × workers frames ahead; frames are decoded in one more thread):
-    back-projection and, around the head centre of the latest pose, flying pixels and normals
-    of a window ``look_ahead_margin_m`` wider than the head crop; the pose then crops the
-    head around its previous pose as before, reusing that window when the crop lies inside it
-    (otherwise it computes the crop's own, as in-process). The final crop and outlier pass run
-    in the pool again. Results equal the in-process ones.
+    With ``config.workers`` > 1 the frame-independent stages run in worker processes
+    (:func:`dphm.executors.shared_pool`, kept between calls), ahead of the sequential pose (at
+    most ``MAX_PREPARED_AHEAD`` frames ahead; frames are decoded in a thread): back-projection
+    and, around the head centre of the latest pose, flying pixels and normals of a window
+    ``look_ahead_margin_m`` wider than the head crop; the pose then crops the head around its
+    previous pose as before, from that window when the crop lies inside it (otherwise it
+    back-projects again and computes the crop's own, as in-process). The final crop and outlier
+    pass run in the workers again. Processes, not threads: the pose's many small NumPy calls
+    each wait for the interpreter lock while worker threads hold it. Results equal the
+    in-process ones. The workers are spawned: a script that calls this must keep its top level
+    under ``if __name__ == "__main__":`` (Python's multiprocessing rule).
 
     With ``config.estimate_scale`` the first ``config.scale_frames`` frames with a head estimate
     a scale each; their median is then fixed for the rest of the sequence (earlier frames keep
@@ -512,15 +565,20 @@ def preprocess_recording(recording: Recording, config: PreprocessConfig | None =
     total = len(recording.frame_indices(start, stop, stride))
     workers = default_workers() if config.workers is None else config.workers
     parallel = workers > 1
-    ahead = 2 * workers if parallel else 1
+    ahead = min(workers + 2, MAX_PREPARED_AHEAD) if parallel else 1
     frames = recording.frames(start, stop, stride)
     if parallel:
         frames = _read_ahead(frames, ahead)
-    pool = ThreadPoolExecutor(workers, "dphm-preprocess") if parallel else InlineExecutor()
+    pool = shared_pool(workers) if parallel else InlineExecutor()
+    on_device = None
+    if config.pose_device is not None:
+        from .pose_batched import DeviceTrackedPose  # torch only where asked for
+
+        on_device = DeviceTrackedPose(model, config.pose, config.pose_device)
     prev: HeadPose | None = None
     scales: list[float] = []
     scale: float | None = None if config.estimate_scale else 1.0
-    prepared: deque[Future] = deque()
+    prepared: deque[tuple[Frame | None, Future]] = deque()
     finished: deque[Future] = deque()
     done = 0
 
@@ -532,26 +590,29 @@ def preprocess_recording(recording: Recording, config: PreprocessConfig | None =
                 frame = next(frames, None)
             except Exception as err:  # a read error surfaces in order, after the frames before it
                 frame, reading = None, False
-                prepared.append(Future())
-                prepared[-1].set_exception(err)
+                failed: Future = Future()
+                failed.set_exception(err)
+                prepared.append((None, failed))
             if frame is None:
                 reading = False
             else:
-                prepared.append(pool.submit(_prepare, frame, recording.intrinsics, config, centre))
+                prepared.append((frame, pool.submit(_prepare, frame, recording.intrinsics, config, centre)))
 
     reading = True
     reporter.update("preprocess", 0, total)
     try:
         submit(1)  # the rest once the first pose can predict where the head is
         while prepared or finished:
-            failing = bool(prepared) and prepared[0].exception() is not None
+            failing = bool(prepared) and prepared[0][1].exception() is not None
             if prepared and not (failing and finished):  # a failure: first hand out what is done
-                source = prepared.popleft().result()
+                frame, job = prepared.popleft()
+                source = job.result()
+                source.frame = frame  # what a worker left behind is computed again from it
                 t0 = time.perf_counter()
                 estimating = scale is None
                 posed = _fit_pose(source, model, config, prev,
                                   scale if scale is not None else (prev.scale if prev else 1.0),
-                                  estimating)
+                                  estimating, on_device)
                 # The part no worker can take: it bounds the frame rate however many cores.
                 source.stats["sequential_ms"] = (time.perf_counter() - t0) * 1000.0
                 if isinstance(posed, _Posed):
@@ -562,14 +623,14 @@ def preprocess_recording(recording: Recording, config: PreprocessConfig | None =
                     prev = posed.pose.copy()
                     if scale is not None:
                         prev.scale = scale
-                    finished.append(pool.submit(_finish, posed, config, model, 1 if parallel else None))
+                    finished.append(pool.submit(_finish, posed, config, None, 1 if parallel else None))
                 else:  # no head: nothing to finish, only its place in the output order
                     prev = None
                     finished.append(Future())
                     finished[-1].set_result(posed)
             if parallel:  # keep the pool busy while the caller handles the observations
                 submit(ahead)
-            while finished and (failing or not prepared or finished[0].done() or len(finished) > ahead):
+            while finished and (failing or not prepared or finished[0].done() or len(finished) > workers + 2):
                 obs = finished.popleft().result()
                 for w in obs.warnings:
                     log.warning("frame %d: %s", obs.frame_index, w)
@@ -579,8 +640,9 @@ def preprocess_recording(recording: Recording, config: PreprocessConfig | None =
             if not parallel:
                 submit(ahead)
     finally:
-        for future in (*prepared, *finished):
-            future.cancel()
-        pool.shutdown(wait=True)
+        for _, job in prepared:
+            job.cancel()
+        for job in finished:
+            job.cancel()
         if parallel:
             frames.close()
