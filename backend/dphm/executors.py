@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -54,6 +55,20 @@ def spawn_pool(workers: int, initializer: Callable[[], None] | None = None) -> P
 
 _shared: dict[int, ProcessPoolExecutor] = {}  # at most one: workers → pool
 _shared_lock = threading.Lock()
+
+
+def shutdown_shared_pool() -> None:
+    """Stop the shared pool's workers (run at exit; the next :func:`shared_pool` starts anew)."""
+    with _shared_lock:
+        for pool in _shared.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        _shared.clear()
+
+
+# Before multiprocessing's exit handler joins this process's children: a process that is itself
+# a pool worker (``dphm bench tracking``'s timed runs) would otherwise wait forever for idle
+# workers of its own shared pool.
+multiprocessing.util.Finalize(None, shutdown_shared_pool, exitpriority=100)
 
 
 def shared_pool(workers: int) -> ProcessPoolExecutor:

@@ -130,3 +130,23 @@ def test_the_shared_pool_is_kept_and_replaced_when_resized_or_broken():
     assert fresh is not pool and fresh.submit(int, "7").result() == 7
     resized = shared_pool(3)
     assert resized is not fresh and resized.submit(int, "8").result() == 8
+
+
+def _use_the_shared_pool() -> None:
+    from dphm.executors import shared_pool
+
+    assert shared_pool(2).submit(int, "5").result() == 5
+
+
+def test_a_spawned_process_that_used_the_shared_pool_exits():
+    # The benchmark times tracking runs in spawned processes; their own preprocessing pool must
+    # not keep them from exiting (multiprocessing joins a process's children at its exit).
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=_use_the_shared_pool)
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0

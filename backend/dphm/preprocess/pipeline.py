@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from queue import Full, Queue
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +42,9 @@ from .outliers import flying_pixel_mask, statistical_outliers
 from .pose import HeadPose, PoseConfig, PoseFit, detect_pose, refine_pose
 from .segment import (HeadCandidate, SegmentConfig, below_chin_mask, find_head, find_head_in_cloud,
                       sphere_mask)
+
+if TYPE_CHECKING:
+    from .pose_batched import DeviceTrackedPose
 
 log = logging.getLogger(__name__)
 MAX_PREPARED_AHEAD = 8  # frames prepared ahead of the pose: farther, the head has often moved out of
@@ -80,8 +84,8 @@ class PreprocessConfig:
     look_ahead_margin_m: float = 0.05  # head motion between the latest pose and a frame prepared
     # ahead that still reuses the prepared window (more = fewer re-computations, larger windows)
     pose_device: str | None = None  # "cuda": tracked frames' pose ICP + acceptance test on that
-    # GPU as one CUDA graph per frame (preprocess_recording; ~1 ms instead of NumPy's ~17; needs
-    # torch); None: NumPy. Detection, and scale estimation, stay in NumPy.
+    # GPU as CUDA graphs (preprocess_recording; ~3 ms per frame instead of NumPy's ~17; needs
+    # torch); None: NumPy. Detection and scale estimation stay in NumPy.
 
 
 @dataclass
@@ -362,7 +366,7 @@ def _prepare(frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConf
 
 def _fit_pose(source: _FrameSource, model: MeanHead, config: PreprocessConfig,
               prev_pose: HeadPose | None, scale: float, estimate_scale: bool,
-              on_device=None) -> _Posed | HeadObservation:
+              on_device: DeviceTrackedPose | None = None) -> _Posed | HeadObservation:
     """The sequential stage: track from ``prev_pose`` or detect. Returns the posed head crop,
     or an observation without a head (with its warning). ``on_device``: a
     :class:`~dphm.preprocess.pose_batched.DeviceTrackedPose` for tracked frames at a fixed scale."""
