@@ -98,6 +98,11 @@ def test_cli_writes_point_clouds_and_summary(tmp_path, moving_head):
                                                                   "00003.npz", "00003.ply"]
 
 
-def test_cli_rejects_bad_arguments(tmp_path, capsys):
+def test_cli_rejects_bad_arguments(tmp_path, capsys, monkeypatch):
     assert main(["preprocess", str(KINECT_SAMPLE), "--out", str(tmp_path), "--frames", "x:y"]) == 2
     assert "--frames" in capsys.readouterr().err
+    assert main(["preprocess", str(KINECT_SAMPLE), "--out", str(tmp_path), "--workers", "-1"]) == 2
+    assert "--workers" in capsys.readouterr().err
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert main(["preprocess", str(KINECT_SAMPLE), "--out", str(tmp_path), "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err

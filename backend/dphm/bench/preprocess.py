@@ -36,8 +36,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expressions", type=float, default=1.0,
                         help="expression strength (0 = neutral face)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="preprocessing threads (default: PreprocessConfig's, min(4, CPU count); "
-                        "0 = in-process)")
+                        help="preprocessing worker processes (default: PreprocessConfig's, CPU count − 2, "
+                        "2 to 12; 0 = in-process)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where tracked frames' pose ICP runs (PreprocessConfig.pose_device)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
 
 
@@ -64,6 +66,7 @@ def _stats(values: list[float]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..commands import pose_device
     from ..preprocess.pipeline import (PreprocessConfig, default_workers, preprocess_frame,
                                        preprocess_recording)
     from ..recording import open_recording
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..simulate.output import simulate_recording
     from ..simulate.simulator import SimulationConfig
 
-    config = PreprocessConfig(workers=args.workers)
+    config = PreprocessConfig(workers=args.workers, pose_device=pose_device(args.device))
     tracked_rot, tracked_trans, detect_rot, detect_trans = [], [], [], []
     missed_tracked = missed_detect = 0
     stage_ms: dict[str, list[float]] = {}
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     total = args.sequences * args.frames
     result = {
         "sequences": args.sequences, "frames": total, "fps": args.fps, "mode": args.mode,
-        "identity": args.identity,
+        "identity": args.identity, "pose_device": args.device,
         "expressions": args.expressions, "yaw_range_deg": yaw_range, "pitch_range_deg": pitch_range,
         "tracked": {"ms_per_frame": float(np.mean(frame_ms)),
                     "cpu_ms_per_frame": float(np.mean(frame_cpu_ms)),

@@ -16,6 +16,18 @@ def add_recording_arguments(parser: argparse.ArgumentParser, out_help: str) -> N
     parser.add_argument("--stride", type=int, default=1, metavar="K", help="use every K-th frame")
 
 
+def pose_device(device: str) -> str | None:
+    """``--device`` of the commands that preprocess → ``PreprocessConfig.pose_device``
+    (``None`` = NumPy); a ``ConfigError`` when CUDA is asked for and there is none."""
+    if device != "cuda":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but no CUDA device is available")
+    return "cuda"
+
+
 def parse_frames(text: str | None) -> tuple[int, int | None]:
     """``"A:B"`` / ``"A:"`` / ``":B"`` / ``"A"`` → (start, stop) like a Python slice."""
     if not text:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from . import add_recording_arguments, parse_frames
+from . import add_recording_arguments, parse_frames, pose_device
 
 HELP = "depth recording → per-frame head point clouds"
 log = logging.getLogger(__name__)
@@ -34,6 +34,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-points", type=int, default=None, help="point budget per frame")
     parser.add_argument("--estimate-scale", action="store_true",
                         help="estimate one head scale for the sequence (default: scale 1)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where tracked frames' pose ICP runs (cuda: CUDA graphs on the GPU, ~3 ms "
+                             "per frame instead of ~17; detection stays on the CPU)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: CPU count − 2, at least 2, at most 12; "
+                             "0 = all in this process)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -41,13 +47,17 @@ def _config(args: argparse.Namespace):
     from ..preprocess.pipeline import PreprocessConfig
 
     config = PreprocessConfig()
-    overrides = {"z_min_m": args.z_min, "z_max_m": args.z_max, "max_points": args.max_points}
+    overrides = {"z_min_m": args.z_min, "z_max_m": args.z_max, "max_points": args.max_points,
+                 "workers": args.workers}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config.estimate_scale = bool(args.estimate_scale)
     if not 0 <= config.z_min_m < config.z_max_m:
         raise ConfigError(f"depth range {config.z_min_m}–{config.z_max_m} m is empty")
     if config.max_points is not None and config.max_points <= 0:
         raise ConfigError("--max-points must be positive")
+    if config.workers is not None and config.workers < 0:
+        raise ConfigError("--workers must be ≥ 0")
+    config.pose_device = pose_device(args.device)
     return config
 
 

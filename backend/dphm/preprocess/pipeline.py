@@ -34,7 +34,7 @@ from ..errors import RecordingError
 from ..executors import InlineExecutor, shared_pool
 from ..progress import Reporter
 from ..recording.base import Frame, Intrinsics, Recording
-from .backproject import backproject
+from .backproject import backproject, finite_ray_table
 from .mean_head import MeanHead, load_mean_head
 from .normals import cloud_normals, window_normals
 from .noise import surface_noise_mm
@@ -364,6 +364,11 @@ def _prepare(frame: Frame, intrinsics: Intrinsics | None, config: PreprocessConf
     return source
 
 
+def _warm_worker(intrinsics: Intrinsics) -> None:
+    """A worker's one-off costs (this module's imports, the undistortion ray table), paid ahead."""
+    finite_ray_table(intrinsics)
+
+
 def _fit_pose(source: _FrameSource, model: MeanHead, config: PreprocessConfig,
               prev_pose: HeadPose | None, scale: float, estimate_scale: bool,
               on_device: DeviceTrackedPose | None = None) -> _Posed | HeadObservation:
@@ -574,6 +579,11 @@ def preprocess_recording(recording: Recording, config: PreprocessConfig | None =
     if parallel:
         frames = _read_ahead(frames, ahead)
     pool = shared_pool(workers) if parallel else InlineExecutor()
+    if parallel and recording.intrinsics is not None:
+        # Each worker's first frame would import this module and build its ray table (~0.4 s):
+        # start that now, while this process detects the first head.
+        for _ in range(workers):
+            pool.submit(_warm_worker, recording.intrinsics)
     on_device = None
     if config.pose_device is not None:
         from .pose_batched import DeviceTrackedPose  # torch only where asked for
