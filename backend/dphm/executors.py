@@ -53,12 +53,12 @@ def spawn_pool(workers: int, initializer: Callable[[], None] | None = None) -> P
     return pool
 
 
-_shared: dict[int, ProcessPoolExecutor] = {}  # at most one: workers → pool
+_shared: dict[int, ProcessPoolExecutor] = {}  # workers → pool
 _shared_lock = threading.Lock()
 
 
 def shutdown_shared_pool() -> None:
-    """Stop the shared pool's workers (run at exit; the next :func:`shared_pool` starts anew)."""
+    """Stop the shared pools' workers (run at exit; the next :func:`shared_pool` starts anew)."""
     with _shared_lock:
         for pool in _shared.values():
             pool.shutdown(wait=True, cancel_futures=True)
@@ -73,13 +73,13 @@ multiprocessing.util.Finalize(None, shutdown_shared_pool, exitpriority=100)
 
 def shared_pool(workers: int) -> ProcessPoolExecutor:
     """This process's pool of ``workers`` spawned processes (:func:`spawn_pool`), kept between
-    calls: their start-up (imports, ~0.5 s) is paid once per backend process. A pool of another
-    size, or one broken by a dead worker, is replaced."""
+    calls: their start-up (imports, ~0.5 s) is paid once per backend process. One pool per size
+    (jobs running side by side may ask for different sizes; a pool in use is never shut down);
+    one broken by a dead worker is replaced."""
     with _shared_lock:
         pool = _shared.get(workers)
         if pool is None or getattr(pool, "_broken", False):  # no public "is broken" test
-            for old in _shared.values():
-                old.shutdown(wait=False, cancel_futures=True)
-            _shared.clear()
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
             pool = _shared[workers] = spawn_pool(workers)
         return pool

@@ -1,6 +1,7 @@
 """Frame-parallel preprocessing: same results as in-process, errors and cancellation intact."""
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def _exit_worker() -> None:
     os._exit(3)
 
 
-def test_the_shared_pool_is_kept_and_replaced_when_resized_or_broken():
+def test_the_shared_pool_is_kept_per_size_and_replaced_when_broken():
     from concurrent.futures.process import BrokenProcessPool
 
     from dphm.executors import shared_pool
@@ -128,8 +129,10 @@ def test_the_shared_pool_is_kept_and_replaced_when_resized_or_broken():
         pool.submit(_exit_worker).result()
     fresh = shared_pool(2)
     assert fresh is not pool and fresh.submit(int, "7").result() == 7
-    resized = shared_pool(3)
-    assert resized is not fresh and resized.submit(int, "8").result() == 8
+    busy = fresh.submit(time.sleep, 0.5)
+    other = shared_pool(3)  # another size (another job) leaves the pool in use running
+    assert other is not fresh and other.submit(int, "8").result() == 8
+    assert busy.result() is None and shared_pool(2) is fresh
 
 
 def _use_the_shared_pool() -> None:
