@@ -18,6 +18,7 @@ resumed job computes exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,6 +167,27 @@ class _PriorDraws:
                     buffer.copy_(value)
 
 
+class _PhaseStep:
+    """A phase's optimisation step on a batch of B frames: fills the batch and the prior draws,
+    then runs ``step(batch, draws, prior_on)``, replayed as one CUDA graph per prior on/off
+    (eagerly on a CPU). ``state``: the tensors the step updates in place (see :class:`GraphedStep`)."""
+
+    def __init__(self, ctx: FitContext, frames: int, points: int, identity_rows: int,
+                 step: Callable[[FrameBatch, _PriorDraws, bool], dict], state: list[torch.Tensor]):
+        self.ctx = ctx
+        self.batch = FrameBatch.empty(frames, points, ctx.device)
+        self.draws = _PriorDraws(ctx.priors, identity_rows, frames)
+        self.steps = {on: GraphedStep(lambda on=on: step(self.batch, self.draws, on), state, ctx.graphs())
+                      for on in (False, True)}
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator, generator: torch.Generator,
+                 prior_on: bool) -> dict:
+        self.batch.fill(self.ctx, frames, rng)
+        if prior_on:
+            self.draws.refill(generator)
+        return self.steps[prior_on]()
+
+
 def _read_stats(stats: dict) -> dict:
     return {k: float(v) for k, v in stats.items()}
 
@@ -206,11 +228,9 @@ def run_identity(ctx: FitContext) -> None:
     log_scale = torch.zeros((), device=dev, requires_grad=cfg.optimise_scale)
     pose_params = [omega, delta_t] + ([log_scale] if cfg.optimise_scale else [])
     codes_adam, pose_adam = Adam([z_id, z_ex], cfg.lr_codes), Adam(pose_params, cfg.lr_pose)
-    batch = FrameBatch.empty(len(kf), cfg.points, dev)
     truncation = torch.zeros((), device=dev)
-    draws = _PriorDraws(ctx.priors, 1, len(kf))
 
-    def step(prior_on: bool) -> dict:
+    def step(batch: FrameBatch, draws: _PriorDraws, prior_on: bool) -> dict:
         data, _, _, stats = ctx.data_loss(batch, z_id, z_ex, omega, delta_t, log_scale, truncation)
         loss = (data + ctx.identity_regularisers(z_id, log_scale, draws.identity if prior_on else None)
                 + expression_prior(z_ex, ctx.priors, ctx.config.losses, draws.expression if prior_on else None)
@@ -220,8 +240,7 @@ def run_identity(ctx: FitContext) -> None:
         pose_adam.step(grads[2:])
         return stats
 
-    state = [*codes_adam.state, *pose_adam.state]
-    steps = {on: GraphedStep(lambda on=on: step(on), state, ctx.graphs()) for on in (False, True)}
+    run = _PhaseStep(ctx, len(kf), cfg.points, 1, step, [*codes_adam.state, *pose_adam.state])
     stats: dict = {}
     ctx.reporter.update("identity", 0, cfg.steps)
     for k in range(cfg.steps):
@@ -230,11 +249,7 @@ def run_identity(ctx: FitContext) -> None:
         pose_adam.lr.fill_(cfg.lr_pose * _lr_factor(progress, cfg.lr_decay_at))
         truncation.fill_(_truncation(progress, cfg.truncation))
         rng, gen = ctx.generator(1, k)
-        batch.fill(ctx, kf, rng)
-        on = k % ctx.config.prior_every == 0
-        if on:
-            draws.refill(gen)
-        stats = steps[on]()
+        stats = run(kf, rng, gen, k % ctx.config.prior_every == 0)
         ctx.reporter.update("identity", k + 1, cfg.steps)
     with torch.no_grad():
         st.z_id = z_id.detach().clone()
@@ -273,7 +288,6 @@ class _TrackChunk:
     def __init__(self, ctx: FitContext, frames: int, with_previous: bool):
         cfg, dev, dim = ctx.config.track, ctx.device, ctx.model.ex_dim
         self.ctx, self.cfg = ctx, cfg
-        self.batch = FrameBatch.empty(frames, cfg.points, dev)
         self.z_ex = torch.zeros(frames, dim, device=dev, requires_grad=True)
         self.omega = torch.zeros(frames, 3, device=dev, requires_grad=True)
         self.delta_t = torch.zeros(frames, 3, device=dev, requires_grad=True)
@@ -282,18 +296,17 @@ class _TrackChunk:
         self.previous = ((torch.zeros(1, dim, device=dev), torch.zeros(1, 3, 3, device=dev),
                           torch.zeros(1, 3, device=dev)) if with_previous else None)
         self.codes_adam, self.pose_adam = Adam([self.z_ex], cfg.lr_codes), Adam([self.omega, self.delta_t], cfg.lr_pose)
-        self.draws = _PriorDraws(ctx.priors, 0, frames)
-        state = [*self.codes_adam.state, *self.pose_adam.state]
-        self.steps = {on: GraphedStep(lambda on=on: self._step(on), state, ctx.graphs()) for on in (False, True)}
+        self.run = _PhaseStep(ctx, frames, cfg.points, 0, self._step,
+                              [*self.codes_adam.state, *self.pose_adam.state])
 
-    def _step(self, prior_on: bool) -> dict:
+    def _step(self, batch: FrameBatch, draws: _PriorDraws, prior_on: bool) -> dict:
         ctx, w = self.ctx, self.ctx.config.losses
-        data, rot, trans, stats = ctx.data_loss(self.batch, self.z_id, self.z_ex, self.omega, self.delta_t,
+        data, rot, trans, stats = ctx.data_loss(batch, self.z_id, self.z_ex, self.omega, self.delta_t,
                                                 self.log_scale, self.cfg.truncation)
         zs, rs, ts = self.z_ex, rot, trans
         if self.previous is not None:
             zs, rs, ts = (torch.cat([p, x]) for p, x in zip(self.previous, (self.z_ex, rot, trans)))
-        loss = (data + expression_prior(self.z_ex, ctx.priors, w, self.draws.expression if prior_on else None)
+        loss = (data + expression_prior(self.z_ex, ctx.priors, w, draws.expression if prior_on else None)
                 + smoothness(zs, rs, ts, w) + pose_anchor(self.omega, self.delta_t, w))
         grads = torch.autograd.grad(loss, [self.z_ex, self.omega, self.delta_t])
         self.codes_adam.step(grads[:1])
@@ -316,12 +329,6 @@ class _TrackChunk:
         self.codes_adam.reset()
         self.pose_adam.reset()
 
-    def step(self, frames: np.ndarray, rng: np.random.Generator, generator: torch.Generator, prior_on: bool) -> dict:
-        self.batch.fill(self.ctx, frames, rng)
-        if prior_on:
-            self.draws.refill(generator)
-        return self.steps[prior_on]()
-
 
 def run_track(ctx: FitContext) -> None:
     cfg, st = ctx.config.track, ctx.state
@@ -339,7 +346,7 @@ def run_track(ctx: FitContext) -> None:
         stats: dict = {}
         for step in range(cfg.steps):
             rng, gen = ctx.generator(2, start, step)
-            stats = chunk.step(frames, rng, gen, (start + step) % ctx.config.prior_every == 0)
+            stats = chunk.run(frames, rng, gen, (start + step) % ctx.config.prior_every == 0)
         with torch.no_grad():
             idx = torch.as_tensor(frames)
             st.z_ex[idx] = chunk.z_ex.detach()
@@ -418,20 +425,17 @@ class _RefineWindow:
 
     def __init__(self, ctx: FitContext, frames: int, work: dict, adam: RowAdam, lrs: dict):
         self.ctx, self.cfg, self.work, self.adam, self.lrs = ctx, ctx.config.refine, work, adam, lrs
-        self.batch = FrameBatch.empty(frames, self.cfg.points, ctx.device)
         self.zero_row = torch.zeros(1, dtype=torch.long, device=ctx.device)
-        self.draws = _PriorDraws(ctx.priors, 1, frames)
-        state = [*work.values(), *adam.tensors, *lrs.values()]
-        self.steps = {on: GraphedStep(lambda on=on: self._step(on), state, ctx.graphs()) for on in (False, True)}
+        self.run = _PhaseStep(ctx, frames, self.cfg.points, 1, self._step, [*work.values(), *adam.tensors, *lrs.values()])
 
-    def _step(self, prior_on: bool) -> dict:
-        ctx, w, work, rows = self.ctx, self.ctx.config.losses, self.work, self.batch.rows
+    def _step(self, batch: FrameBatch, draws: _PriorDraws, prior_on: bool) -> dict:
+        ctx, w, work, rows = self.ctx, self.ctx.config.losses, self.work, batch.rows
         p = {name: (work[name][rows] if name in self.PER_FRAME else work[name]).clone().requires_grad_(True)
              for name in self.UNKNOWNS}
-        data, rot, trans, stats = ctx.data_loss(self.batch, p["z_id"], p["z_ex"], p["omega"], p["delta_t"],
+        data, rot, trans, stats = ctx.data_loss(batch, p["z_id"], p["z_ex"], p["omega"], p["delta_t"],
                                                 p["log_scale"][0], self.cfg.truncation)
-        loss = (data + ctx.identity_regularisers(p["z_id"], p["log_scale"], self.draws.identity if prior_on else None)
-                + expression_prior(p["z_ex"], ctx.priors, w, self.draws.expression if prior_on else None)
+        loss = (data + ctx.identity_regularisers(p["z_id"], p["log_scale"], draws.identity if prior_on else None)
+                + expression_prior(p["z_ex"], ctx.priors, w, draws.expression if prior_on else None)
                 + smoothness(p["z_ex"], rot, trans, w) + pose_anchor(p["omega"], p["delta_t"], w))
         grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
         g = {name: (gr if gr is not None else torch.zeros_like(p[name])) for name, gr in zip(p, grads)}
@@ -443,12 +447,6 @@ class _RefineWindow:
             if ctx.config.identity.optimise_scale:
                 self.adam.step("log_scale", work["log_scale"], self.zero_row, g["log_scale"], self.lrs["pose"])
         return stats
-
-    def step(self, frames: np.ndarray, rng: np.random.Generator, generator: torch.Generator, prior_on: bool) -> dict:
-        self.batch.fill(self.ctx, frames, rng)
-        if prior_on:
-            self.draws.refill(generator)
-        return self.steps[prior_on]()
 
 
 def run_refine(ctx: FitContext) -> None:
@@ -480,7 +478,7 @@ def run_refine(ctx: FitContext) -> None:
             rng, gen = ctx.generator(3, epoch, int(start))
             window = windows_of.get(len(frames)) or windows_of.setdefault(
                 len(frames), _RefineWindow(ctx, len(frames), work, adam, lrs))
-            stats = window.step(frames, rng, gen, k % ctx.config.prior_every == 0)
+            stats = window.run(frames, rng, gen, k % ctx.config.prior_every == 0)
             ctx.reporter.update("refine", sum(n_windows[:epoch]) + k + 1, total)
         st.z_id, st.z_ex, st.omega, st.delta_t = (work[k].clone() for k in ("z_id", "z_ex", "omega", "delta_t"))
         st.log_scale = work["log_scale"].clone().reshape(())
