@@ -105,4 +105,4 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys, monkeypatch):
     assert "--workers" in capsys.readouterr().err
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert main(["preprocess", str(KINECT_SAMPLE), "--out", str(tmp_path), "--device", "cuda"]) == 2
-    assert "no CUDA device" in capsys.readouterr().err
+    assert "torch sees no CUDA GPU" in capsys.readouterr().err

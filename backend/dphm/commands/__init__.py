@@ -16,16 +16,21 @@ def add_recording_arguments(parser: argparse.ArgumentParser, out_help: str) -> N
     parser.add_argument("--stride", type=int, default=1, metavar="K", help="use every K-th frame")
 
 
-def pose_device(device: str) -> str | None:
-    """``--device`` of the commands that preprocess → ``PreprocessConfig.pose_device``
-    (``None`` = NumPy); a ``ConfigError`` when CUDA is asked for and there is none."""
-    if device != "cuda":
-        return None
+def resolve_device(requested: str) -> str:
+    """'auto' → 'cuda' when available, else 'cpu'; 'cuda' without a GPU is an error."""
     import torch
 
-    if not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but no CUDA device is available")
-    return "cuda"
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but torch sees no CUDA GPU")
+    return requested
+
+
+def pose_device(device: str) -> str | None:
+    """``--device`` of the commands that preprocess → ``PreprocessConfig.pose_device`` (``None``
+    = NumPy; see :func:`resolve_device`)."""
+    return "cuda" if resolve_device(device) == "cuda" else None
 
 
 def parse_frames(text: str | None) -> tuple[int, int | None]:

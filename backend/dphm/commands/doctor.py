@@ -8,22 +8,11 @@ import platform
 import sys
 from pathlib import Path
 
+from . import resolve_device
+
 HELP = "print versions, the compute device and the weights file (used by the Blender add-on)"
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "head_model.pt"
-
-
-def resolve_device(requested: str) -> str:
-    """'auto' → 'cuda' when available, else 'cpu'; 'cuda' without a GPU is an error."""
-    import torch
-
-    from ..errors import ConfigError
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but torch sees no CUDA GPU")
-    return requested
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
