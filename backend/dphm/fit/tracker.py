@@ -20,6 +20,7 @@ import torch
 from ..errors import ConfigError, ModelError, RecordingError
 from ..model.head import HeadModel, default_weights_path
 from ..progress import Progress, Reporter
+from ..result.format import DepthPreview, ResultFrames, save_result
 from .config import TrackConfig
 from .losses import Priors
 from .phases import FitContext, canonical_mesh, run_identity, run_mesh, run_refine, run_repose, run_track
@@ -127,8 +128,6 @@ class DepthPreviewCollector:
     decoded once). ``result()`` is ``None`` for point-cloud recordings."""
 
     def __init__(self, intrinsics, frame_indices):
-        from ..result.format import DepthPreview
-
         self.row = {int(f): i for i, f in enumerate(frame_indices)}
         self.step = self.out = None
         if intrinsics is not None and len(self.row):
@@ -137,15 +136,11 @@ class DepthPreviewCollector:
             self.out = np.zeros((len(self.row), *first.shape), np.uint16)
 
     def add(self, frame) -> None:
-        from ..result.format import DepthPreview
-
         i = self.row.get(frame.index)
         if self.out is not None and i is not None and frame.depth is not None:
             self.out[i] = DepthPreview.downsample(frame.depth, self.step)
 
-    def result(self):
-        from ..result.format import DepthPreview
-
+    def result(self) -> DepthPreview | None:
         return None if self.out is None else DepthPreview(self.out, self.step)
 
 
@@ -208,7 +203,6 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
     share one preprocessing between runs); the read phase is skipped.
     """
     from ..recording import open_recording
-    from ..result.format import ResultFrames, save_result
 
     reporter = reporter or Reporter()
     out = Path(out)
