@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..executors import InlineExecutor, spawn_pool
 
 HELP = "tracking fidelity vs simulated ground truth (rows, sweeps) and speed per phase"
@@ -423,8 +424,6 @@ def _setup_logging(out: Path) -> logging.Handler:
 
 # ------------------------------------------------------------------------------- main
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..atomic import atomic_write_text
     from ..errors import ConfigError
     from ..fit.config import preset
@@ -432,8 +431,7 @@ def run(args: argparse.Namespace) -> int:
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
     if not parts or parts - set(PARTS):
         raise ConfigError(f"--only takes a comma-separated subset of {', '.join(PARTS)}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but no CUDA device is available")
+    args.device = resolve_device(args.device)
     s = resolve_settings(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..devices import resolve_device
 from ..errors import ConfigError
 
 
@@ -14,17 +15,6 @@ def add_recording_arguments(parser: argparse.ArgumentParser, out_help: str) -> N
     parser.add_argument("--out", type=Path, required=True, help=out_help)
     parser.add_argument("--frames", default=None, metavar="A:B", help="frame range (slice, end exclusive)")
     parser.add_argument("--stride", type=int, default=1, metavar="K", help="use every K-th frame")
-
-
-def resolve_device(requested: str) -> str:
-    """'auto' → 'cuda' when available, else 'cpu'; 'cuda' without a GPU is an error."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but torch sees no CUDA GPU")
-    return requested
 
 
 def pose_device(device: str) -> str | None:

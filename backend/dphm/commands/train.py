@@ -7,6 +7,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from ..devices import resolve_device
+
 HELP = "train the head model (ICT-FaceKit, auto-decoder) and export the shipped weights"
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,7 @@ def train_priors(args) -> int:
     """Train both diffusion priors on the codebooks stored in a head-model file."""
     from ..model.head import HeadModel
     from ..train.priors import shipped_prior_configs, train_model_priors
-    from ..train.trainer import resolve_device
-
-    device = str(resolve_device(args.device))
+    device = resolve_device(args.device)
     model = HeadModel.load(args.priors)
     id_cfg, ex_cfg = shipped_prior_configs(device, args.prior_steps, args.prior_denoiser)
     train_model_priors(model.identity_codes, model.expression_codes, model.expression_identity,
@@ -60,9 +60,7 @@ def train_arkit(args) -> int:
     """Train the expression code → ARKit weights mapping on a head-model file's codebook."""
     from ..model.head import HeadModel
     from ..retarget.mapping import MAP_FILE, ArkitMapConfig, train_model_mapping
-    from ..train.trainer import resolve_device
-
-    device = str(resolve_device(args.device))
+    device = resolve_device(args.device)
     cfg = ArkitMapConfig(device=device)
     if args.arkit_steps is not None:
         cfg.steps = args.arkit_steps

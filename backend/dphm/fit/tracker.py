@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from ..errors import ConfigError, ModelError, RecordingError
 from ..model.head import HeadModel, default_weights_path
 from ..progress import Progress, Reporter
@@ -208,9 +209,7 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
     out = Path(out)
     if stride < 1:
         raise ConfigError("--stride must be ≥ 1")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but no CUDA device is available")
-    dev = torch.device(device)
+    dev = torch.device(resolve_device(device))
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     if out.exists() and not out.is_dir():

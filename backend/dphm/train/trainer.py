@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 
 from ..atomic import atomic_path, atomic_write_text
+from ..devices import resolve_device
 from ..data.ict_facekit import load_ict_facekit
 from ..data.samples import IctTrainingSet
 from ..errors import ConfigError, ModelError
@@ -42,14 +43,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 EXPORT_NAME = "head_model.pt"
 
 
-def resolve_device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but no CUDA device is available")
-    return torch.device(name)
-
-
 class Trainer:
     """Holds the dataset, model, codebooks and optimisers of one run."""
 
@@ -57,7 +50,7 @@ class Trainer:
                  dataset: IctTrainingSet | None = None):
         self.cfg = config
         self.out = Path(out_dir)
-        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.device = torch.device(resolve_device(device)) if not isinstance(device, torch.device) else device
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
