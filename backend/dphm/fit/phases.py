@@ -18,7 +18,7 @@ resumed job computes exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,16 +128,56 @@ class FrameBatch:
         return cls(z(frames, points, 3), z(frames, points, 3), z(frames), z(frames, 3, 3), z(frames, 3),
                    torch.zeros(frames, dtype=torch.long, device=device))
 
-    def fill(self, ctx: FitContext, frames: np.ndarray, rng: np.random.Generator) -> None:
-        """A fresh random subset of each frame's observed points, and the frames' base poses."""
-        pts, nrm, valid = ctx.obs.sample(frames, self.points.shape[1], rng)
-        rows = torch.from_numpy(np.asarray(frames, np.int64)).to(ctx.device)
-        self.points.copy_(torch.from_numpy(pts))
-        self.normals.copy_(torch.from_numpy(nrm))
-        self.weight.copy_(torch.from_numpy(valid.astype(np.float32) / len(frames)))
-        self.rows.copy_(rows)
-        self.rotation0.copy_(ctx.rotation0[rows])
-        self.translation0.copy_(ctx.translation0[rows])
+    def fill(self, ctx: FitContext, samples: "StepSamples", step: int) -> None:
+        """Step ``step``'s subset of each frame's observed points, and the frames' base poses
+        (device-to-device copies: the host does not wait for the device here)."""
+        part = samples.part(step)
+        self.points.copy_(samples.points[part])
+        self.normals.copy_(samples.normals[part])
+        self.weight.copy_(samples.weight[part])
+        self.rows.copy_(samples.rows[part])
+        self.rotation0.copy_(ctx.rotation0[self.rows])
+        self.translation0.copy_(ctx.translation0[self.rows])
+
+
+PREFETCH_STEPS = 32  # optimisation steps whose point subsets are sampled and uploaded together
+
+
+class StepSamples:
+    """The random subsets of observed points of several optimisation steps, sampled on the host
+    in one go and uploaded once. Uploading each step's points separately (from pageable memory)
+    makes the host wait until the device has finished the step before, and leaves the device idle
+    while the host samples the next one; this way the host samples block k + 1 while the device
+    still runs block k. ``plan``: (frame positions, generator) per step; each step draws exactly
+    what it drew when it sampled its own points (resumed jobs and block sizes give equal results)."""
+
+    def __init__(self, ctx: FitContext, plan: list[tuple[np.ndarray, np.random.Generator]], points: int):
+        sampled = [ctx.obs.sample(frames, points, rng) for frames, rng in plan]
+        self.starts = np.cumsum([0] + [len(frames) for frames, _ in plan])
+        upload = lambda parts: torch.from_numpy(np.concatenate(parts)).to(ctx.device)
+        self.points = upload([pts for pts, _, _ in sampled])
+        self.normals = upload([nrm for _, nrm, _ in sampled])
+        self.weight = upload([valid.astype(np.float32) / len(valid) for _, _, valid in sampled])
+        self.rows = upload([np.asarray(frames, np.int64) for frames, _ in plan])
+
+    def part(self, step: int) -> slice:
+        return slice(int(self.starts[step]), int(self.starts[step + 1]))
+
+
+Generators = tuple[np.random.Generator, torch.Generator]  # a step's point subsets, its prior draws
+
+
+def prefetched(ctx: FitContext, plan: list[tuple[np.ndarray, Generators]], points: int,
+               block: int = 0) -> Iterator[tuple[StepSamples, int, torch.Generator]]:
+    """(samples, index in them, prior-draw generator) for every step of ``plan`` (frame
+    positions, :meth:`FitContext.generator`), sampled and uploaded ``block`` steps at a time
+    (default :data:`PREFETCH_STEPS`)."""
+    block = block or PREFETCH_STEPS
+    for first in range(0, len(plan), block):
+        steps = plan[first:first + block]
+        samples = StepSamples(ctx, [(frames, rng) for frames, (rng, _) in steps], points)
+        for k, (_, (_, generator)) in enumerate(steps):
+            yield samples, k, generator
 
 
 class _PriorDraws:
@@ -180,9 +220,8 @@ class _PhaseStep:
         self.steps = {on: GraphedStep(lambda on=on: step(self.batch, self.draws, on), state, ctx.graphs())
                       for on in (False, True)}
 
-    def __call__(self, frames: np.ndarray, rng: np.random.Generator, generator: torch.Generator,
-                 prior_on: bool) -> dict:
-        self.batch.fill(self.ctx, frames, rng)
+    def __call__(self, samples: StepSamples, step: int, generator: torch.Generator, prior_on: bool) -> dict:
+        self.batch.fill(self.ctx, samples, step)
         if prior_on:
             self.draws.refill(generator)
         return self.steps[prior_on]()
@@ -243,13 +282,13 @@ def run_identity(ctx: FitContext) -> None:
     run = _PhaseStep(ctx, len(kf), cfg.points, 1, step, [*codes_adam.state, *pose_adam.state])
     stats: dict = {}
     ctx.reporter.update("identity", 0, cfg.steps)
-    for k in range(cfg.steps):
+    plan = [(kf, ctx.generator(1, k)) for k in range(cfg.steps)]
+    for k, (samples, part, generator) in enumerate(prefetched(ctx, plan, cfg.points)):
         progress = k / max(cfg.steps, 1)
         codes_adam.lr.fill_(cfg.lr_codes * _lr_factor(progress, cfg.lr_decay_at))
         pose_adam.lr.fill_(cfg.lr_pose * _lr_factor(progress, cfg.lr_decay_at))
         truncation.fill_(_truncation(progress, cfg.truncation))
-        rng, gen = ctx.generator(1, k)
-        stats = run(kf, rng, gen, k % ctx.config.prior_every == 0)
+        stats = run(samples, part, generator, k % ctx.config.prior_every == 0)
         ctx.reporter.update("identity", k + 1, cfg.steps)
     with torch.no_grad():
         st.z_id = z_id.detach().clone()
@@ -344,9 +383,9 @@ def run_track(ctx: FitContext) -> None:
         chunk = chunks.get(key) or chunks.setdefault(key, _TrackChunk(ctx, *key))
         chunk.start(start - 1 if start > 0 else (int(kf[0]) if len(kf) else 0), start - 1 if start > 0 else None)
         stats: dict = {}
-        for step in range(cfg.steps):
-            rng, gen = ctx.generator(2, start, step)
-            stats = chunk.run(frames, rng, gen, (start + step) % ctx.config.prior_every == 0)
+        plan = [(frames, ctx.generator(2, start, step)) for step in range(cfg.steps)]
+        for step, (samples, part, generator) in enumerate(prefetched(ctx, plan, cfg.points)):
+            stats = chunk.run(samples, part, generator, (start + step) % ctx.config.prior_every == 0)
         with torch.no_grad():
             idx = torch.as_tensor(frames)
             st.z_ex[idx] = chunk.z_ex.detach()
@@ -471,14 +510,13 @@ def run_refine(ctx: FitContext) -> None:
         for key, lr in (("identity", cfg.lr_identity), ("expression", cfg.lr_expression), ("pose", cfg.lr_pose)):
             lrs[key].fill_(lr * factor)
         rng_order, _ = ctx.generator(3, epoch)
+        plan = [(np.arange(start, stop), ctx.generator(3, epoch, int(start)))
+                for start, stop in (windows[i] for i in rng_order.permutation(len(windows)))]
         stats: dict = {}
-        for k, w_index in enumerate(rng_order.permutation(len(windows))):
-            start, stop = windows[w_index]
-            frames = np.arange(start, stop)
-            rng, gen = ctx.generator(3, epoch, int(start))
-            window = windows_of.get(len(frames)) or windows_of.setdefault(
-                len(frames), _RefineWindow(ctx, len(frames), work, adam, lrs))
-            stats = window.run(frames, rng, gen, k % ctx.config.prior_every == 0)
+        for k, (samples, part, generator) in enumerate(prefetched(ctx, plan, cfg.points)):
+            length = len(plan[k][0])
+            window = windows_of.get(length) or windows_of.setdefault(length, _RefineWindow(ctx, length, work, adam, lrs))
+            stats = window.run(samples, part, generator, k % ctx.config.prior_every == 0)
             ctx.reporter.update("refine", sum(n_windows[:epoch]) + k + 1, total)
         st.z_id, st.z_ex, st.omega, st.delta_t = (work[k].clone() for k in ("z_id", "z_ex", "omega", "delta_t"))
         st.log_scale = work["log_scale"].clone().reshape(())
