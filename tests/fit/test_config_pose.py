@@ -71,3 +71,14 @@ def test_row_adam_leaves_other_rows_untouched():
     adam.step("x", x, torch.tensor([2, 3]), torch.zeros(2, 2), 0.1)  # zero grad: row 2 moves by momentum
     assert (x[0] == 0).all() and (x[3] == 0).all()  # never-touched / zero-momentum rows stay
     np.testing.assert_allclose(x[1].numpy(), [-0.1, -0.1], atol=1e-6)  # first Adam step = −lr·sign
+
+
+def test_quality_is_fast_with_five_times_the_refinement():
+    fast, quality = preset("fast").to_dict(), preset("quality").to_dict()
+    changed = {k for k in fast if fast[k] != quality[k]}
+    assert changed == {"name", "refine"}
+    assert {k for k in fast["refine"] if fast["refine"][k] != quality["refine"][k]} == {
+        "epochs", "window", "stride", "points"}
+    q = preset("quality").refine
+    assert q.epochs * q.points == 12.5 * preset("fast").refine.epochs * preset("fast").refine.points
+    assert refine_windows(25, q.window, q.stride) == [(0, 10), (10, 20), (20, 25)]

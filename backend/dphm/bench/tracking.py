@@ -94,7 +94,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="output folder: tracking.json, bench.log, renders.npz (small; bring it back)")
     parser.add_argument("--work", type=Path, default=None,
                         help="cache of simulated sequences and tracking runs (default ~/.cache/dphm/bench-tracking)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda: where the tracker runs (default cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto: where the tracker runs (default cpu)")
     parser.add_argument("--preset", default=None, help="tracking preset of ours/no_prior (default fast; quick: tiny)")
     parser.add_argument("--sequences", type=int, default=None, help="fidelity sequences (default 3)")
     parser.add_argument("--frames", type=int, default=None, help="frames per fidelity sequence (default 30)")
