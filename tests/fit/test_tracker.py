@@ -276,6 +276,38 @@ def test_cancel_in_the_mesh_phase_keeps_the_meshed_groups(tmp_path, sim_recordin
         assert int((residual >= 4e-4 + 5e-5).sum()) <= meta["inversion_per_frame"]["fallback"][i]
 
 
+@pytest.mark.parametrize("interval", [0.0, 1e9])
+def test_track_and_mesh_checkpoint_at_most_every_interval(tmp_path, sim_recording, tiny_model_path, monkeypatch,
+                                                          interval):
+    """The track and mesh phases save the state after a chunk or group only when the last save
+    is CHECKPOINT_INTERVAL_S old (and at their end); a cancel saves at once, whatever the interval."""
+    import dphm.fit.phases as phases
+
+    monkeypatch.setattr(phases, "CHECKPOINT_INTERVAL_S", interval)
+    saves = []
+    real_save_state = Checkpoint.save_state
+
+    def spy(self, state):
+        saves.append((state.tracked, state.meshed))
+        real_save_state(self, state)
+
+    monkeypatch.setattr(Checkpoint, "save_state", spy)
+    track(sim_recording, tmp_path / "run", tiny(), model=tiny_model_path)
+    tracked = sorted({t for t, m in saves if m == 0 and t > 0})
+    meshed = sorted({m for _, m in saves if m > 0})
+    chunk, group = tiny().track.chunk, tiny().mesh.inversion.frames
+    if interval == 0.0:  # every chunk and group
+        assert tracked == list(range(chunk, SIM_FRAMES + 1, chunk)) and meshed == [group, SIM_FRAMES]
+    else:  # only the phases' ends
+        assert tracked == [SIM_FRAMES] and meshed == [SIM_FRAMES]
+        saves.clear()
+        with pytest.raises(Cancelled):
+            track(sim_recording, tmp_path / "cancelled", tiny(), Recorder(cancel_after=chunk).reporter,
+                  model=tiny_model_path)
+        assert Checkpoint(tmp_path / "cancelled").load_state().tracked >= chunk
+        assert saves[-1][0] >= chunk  # saved on cancel, not left at the identity phase's state
+
+
 def test_a_checkpoint_of_another_job_is_refused(tmp_path, sim_recording, tiny_model_path):
     out = tmp_path / "other"
     rec = Recorder()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..errors import ConfigError, ModelError, RecordingError
+from ..errors import Cancelled, ConfigError, ModelError, RecordingError
 from ..model.head import HeadModel, default_weights_path
 from ..progress import Progress, Reporter
 from ..result.format import DepthPreview, ResultFrames, save_result
@@ -266,12 +266,16 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
     state.z_id, state.z_ex = state.z_id.to(dev), state.z_ex.to(dev)
     state.omega, state.delta_t, state.log_scale = state.omega.to(dev), state.delta_t.to(dev), state.log_scale.to(dev)
     ctx = FitContext(head, obs, state, config, ckpt, reporter, priors, dev)
-    run_identity(ctx)
-    run_repose(ctx)
-    run_track(ctx)
-    run_refine(ctx)
-    verts_c, faces, canon_stats = canonical_mesh(ctx)
-    run_mesh(ctx, verts_c, faces)
+    try:
+        run_identity(ctx)
+        run_repose(ctx)
+        run_track(ctx)
+        run_refine(ctx)
+        verts_c, faces, canon_stats = canonical_mesh(ctx)
+        run_mesh(ctx, verts_c, faces)
+    except (Cancelled, KeyboardInterrupt):
+        ctx.save_state()  # the phases checkpoint periodically; a cancel or Ctrl-C keeps every finished unit
+        raise
 
     # -- assemble the result (poses applied here; meshes are stored in model units)
     n = obs.num_frames
