@@ -6,8 +6,8 @@ learning rates per Adam step; point counts per frame and optimisation step.
 The dataclass defaults are the recipe's schedule (DPHM §5.4: 201 keyframe steps, 20 steps/frame,
 30 epochs of 2-frame windows, 5–10 k points), which ``reference`` runs. ``fast`` cuts points and
 steps to stay near 2 s/frame on a 2-core CPU; ``quality`` is ``fast`` with five times its
-refinement, which matched the recipe-like schedule's accuracy at about 20× its GPU speed
-(docs/tracking.md, "A GPU schedule for `quality`").
+refinement, which matched the former recipe-like ``quality``'s accuracy with about a twelfth of
+its optimisation steps per frame (docs/tracking.md, "A GPU schedule for `quality`").
 """
 
 from __future__ import annotations
@@ -180,7 +180,8 @@ def quality() -> TrackConfig:
     meant for a GPU. On the benchmark's three sequences (H200, seed 0) it scored face CD-L1 1.368 mm
     (bias-free 0.900) where the former recipe-like ``quality`` (3 keyframes × 201 steps, 20 steps
     per frame, 30 epochs of 2-frame windows, 20,000 points, normal term, 256³ mesh) scored 1.367
-    (0.937) at about a twentieth of the speed; `--resolution 256` still gives the finer mesh."""
+    (0.937) with 50 optimisation steps per frame instead of 4.25; ``--resolution 256`` still gives
+    the finer mesh."""
     cfg = fast()
     cfg.name = "quality"
     cfg.refine = replace(cfg.refine, epochs=30, window=10, stride=10, points=1000)
