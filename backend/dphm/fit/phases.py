@@ -17,8 +17,9 @@ resumed job computes exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,9 +88,10 @@ class FitContext:
     def scale(self, log_scale: torch.Tensor) -> torch.Tensor:
         return self.scale0 * torch.exp(log_scale)
 
-    def poses(self, frames: np.ndarray, omega: torch.Tensor, delta_t: torch.Tensor
+    def poses(self, frames: np.ndarray | slice, omega: torch.Tensor, delta_t: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(frames, device=self.device)
+        """Camera poses of ``frames`` (positions, or a slice: no host-to-device copy)."""
+        idx = frames if isinstance(frames, slice) else torch.as_tensor(frames, device=self.device)
         return compose(omega, self.rotation0[idx]), self.translation0[idx] + delta_t
 
     def data_loss(self, batch: "FrameBatch", z_id: torch.Tensor, z_ex: torch.Tensor, omega: torch.Tensor,
@@ -184,14 +186,13 @@ class StepSamples:
 Generators = tuple[np.random.Generator, torch.Generator]  # a step's point subsets, its prior draws
 
 
-def prefetched(ctx: FitContext, plan: list[tuple[np.ndarray, Generators]], points: int,
+def prefetched(ctx: FitContext, plan: Iterable[tuple[np.ndarray, Generators]], points: int,
                block: int = 0) -> Iterator[tuple[StepSamples, int, torch.Generator]]:
     """(samples, index in them, prior-draw generator) for every step of ``plan`` (frame
     positions, :meth:`FitContext.generator`), sampled and uploaded ``block`` steps at a time
-    (default :data:`PREFETCH_STEPS`)."""
-    block = block or PREFETCH_STEPS
-    for first in range(0, len(plan), block):
-        steps = plan[first:first + block]
+    (default :data:`PREFETCH_STEPS`); ``plan`` is read one block ahead of the steps."""
+    plan = iter(plan)
+    while steps := list(itertools.islice(plan, block or PREFETCH_STEPS)):
         samples = StepSamples(ctx, [(frames, rng) for frames, (rng, _) in steps], points)
         for k, (_, (_, generator)) in enumerate(steps):
             yield samples, k, generator
@@ -378,7 +379,7 @@ class _TrackChunk:
         self.z_id.copy_(st.z_id)
         self.log_scale.copy_(st.log_scale)
         if self.previous is not None:
-            rot, trans = self.ctx.poses(np.array([previous]), st.omega[previous:previous + 1],
+            rot, trans = self.ctx.poses(slice(previous, previous + 1), st.omega[previous:previous + 1],
                                         st.delta_t[previous:previous + 1])
             for buffer, value in zip(self.previous, (st.z_ex[previous:previous + 1], rot, trans)):
                 buffer.copy_(value)
@@ -392,26 +393,32 @@ def run_track(ctx: FitContext) -> None:
     kf = keyframes(ctx.obs, ctx.config.identity.keyframes)
     chunks: dict[tuple[int, bool], _TrackChunk] = {}
     ctx.reporter.update("track", st.tracked, n_frames)
-    while st.tracked < n_frames:
+    starts = range(st.tracked, n_frames, cfg.chunk)
+    # One plan for every remaining chunk, so point subsets are sampled and uploaded across chunk
+    # boundaries (a chunk of 4 frames has only 5 steps) and the host runs ahead of the device.
+    plan = ((np.arange(start, min(start + cfg.chunk, n_frames)), ctx.generator(2, start, step))
+            for start in starts for step in range(cfg.steps))
+    steps = prefetched(ctx, plan, cfg.points)
+    for start in starts:
         t0 = time.perf_counter()
-        start = st.tracked
-        frames = np.arange(start, min(start + cfg.chunk, n_frames))
-        key = (len(frames), start > 0)
+        stop = min(start + cfg.chunk, n_frames)
+        key = (stop - start, start > 0)
         chunk = chunks.get(key) or chunks.setdefault(key, _TrackChunk(ctx, *key))
         chunk.start(start - 1 if start > 0 else (int(kf[0]) if len(kf) else 0), start - 1 if start > 0 else None)
         stats: dict = {}
-        plan = [(frames, ctx.generator(2, start, step)) for step in range(cfg.steps)]
-        for step, (samples, part, generator) in enumerate(prefetched(ctx, plan, cfg.points)):
+        for step in range(cfg.steps):
+            samples, part, generator = next(steps)
             stats = chunk.run(samples, part, generator, (start + step) % ctx.config.prior_every == 0)
         with torch.no_grad():
-            idx = torch.as_tensor(frames)
-            st.z_ex[idx] = chunk.z_ex.detach()
-            st.omega[idx] = chunk.omega.detach()
-            st.delta_t[idx] = chunk.delta_t.detach()
-        st.tracked = int(frames[-1]) + 1
-        ctx.add_time("track", time.perf_counter() - t0, len(frames))
-        if ctx.checkpoint_due() or st.tracked == n_frames:
+            st.z_ex[start:stop] = chunk.z_ex.detach()
+            st.omega[start:stop] = chunk.omega.detach()
+            st.delta_t[start:stop] = chunk.delta_t.detach()
+        st.tracked = stop
+        save = ctx.checkpoint_due() or stop == n_frames
+        if save:  # reading the stats waits for the device, so the phase's time is complete at its end
             st.phase_log["track"] = _read_stats(stats)
+        ctx.add_time("track", time.perf_counter() - t0, stop - start)
+        if save:
             ctx.save_state()
         ctx.reporter.update("track", st.tracked, n_frames)
 
@@ -540,7 +547,7 @@ def run_refine(ctx: FitContext) -> None:
         st.log_scale = work["log_scale"].clone().reshape(())
         st.refine_moments = adam.state()
         st.refine_epochs = epoch + 1
-        st.phase_log["refine"] = _read_stats(stats)
+        st.phase_log["refine"] = _read_stats(stats)  # waits for the device: the epoch's time is complete
         ctx.add_time("refine", time.perf_counter() - t0, n_frames / cfg.epochs)  # s/frame = whole phase
         ctx.save_state()
 
