@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dphm.devices import resolve_device
+from dphm.devices import pose_device, resolve_device
 from dphm.errors import ConfigError
 
 
@@ -15,6 +15,10 @@ def test_auto_follows_torch_and_explicit_devices_pass(monkeypatch, gpu):
     assert resolve_device("cpu") == "cpu"
     if gpu:
         assert resolve_device("cuda:1") == "cuda:1"
+    # Preprocessing's pose runs on the GPU the job picks, else in NumPy (None).
+    assert pose_device("auto") == ("cuda" if gpu else None) and pose_device("cpu") is None
+    if gpu:
+        assert pose_device("cuda:1") == "cuda:1"
 
 
 @pytest.mark.parametrize("requested", ["cuda", "cuda:0"])

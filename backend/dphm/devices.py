@@ -16,3 +16,10 @@ def resolve_device(requested: str | None) -> str:
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {requested!r} was requested but torch sees no CUDA GPU")
     return requested
+
+
+def pose_device(device: str | None) -> str | None:
+    """The device of a job that preprocesses → ``PreprocessConfig.pose_device``: the GPU that
+    :func:`resolve_device` picks, or ``None`` (the pose ICP in NumPy)."""
+    resolved = resolve_device(device)
+    return resolved if resolved.startswith("cuda") else None

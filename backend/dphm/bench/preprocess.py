@@ -66,7 +66,7 @@ def _stats(values: list[float]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..commands import pose_device
+    from ..devices import pose_device
     from ..preprocess.pipeline import (PreprocessConfig, default_workers, preprocess_frame,
                                        preprocess_recording)
     from ..recording import open_recording

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..devices import resolve_device
 from ..errors import ConfigError
 
 
@@ -15,12 +14,6 @@ def add_recording_arguments(parser: argparse.ArgumentParser, out_help: str) -> N
     parser.add_argument("--out", type=Path, required=True, help=out_help)
     parser.add_argument("--frames", default=None, metavar="A:B", help="frame range (slice, end exclusive)")
     parser.add_argument("--stride", type=int, default=1, metavar="K", help="use every K-th frame")
-
-
-def pose_device(device: str) -> str | None:
-    """``--device`` of the commands that preprocess → ``PreprocessConfig.pose_device`` (``None``
-    = NumPy; see :func:`resolve_device`)."""
-    return "cuda" if resolve_device(device) == "cuda" else None
 
 
 def parse_frames(text: str | None) -> tuple[int, int | None]:

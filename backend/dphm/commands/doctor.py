@@ -8,7 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
-from . import resolve_device
+from ..devices import resolve_device
 
 HELP = "print versions, the compute device and the weights file (used by the Blender add-on)"
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..devices import pose_device
 from ..errors import ConfigError
-from . import add_recording_arguments, parse_frames, pose_device
+from . import add_recording_arguments, parse_frames
 
 HELP = "depth recording → per-frame head point clouds"
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..devices import resolve_device
+from ..devices import pose_device, resolve_device
 from ..errors import Cancelled, ConfigError, ModelError, RecordingError
 from ..model.head import HeadModel, default_weights_path
 from ..progress import Progress, Reporter
@@ -84,9 +84,8 @@ def read_observations(recording, config: TrackConfig, reporter: Reporter, start:
     ``on_frame``: also called with every decoded frame (in the decoding thread)."""
     from ..preprocess.pipeline import PreprocessConfig, preprocess_recording
 
-    device = torch.device(device)
     pcfg = PreprocessConfig(max_points=config.max_observed_points, seed=config.seed,
-                            pose_device=str(device) if device.type == "cuda" else None)
+                            pose_device=pose_device(str(device)))
 
     def forward(p: Progress) -> None:
         if reporter.callback is not None:

@@ -200,7 +200,6 @@ def batched_fitness(points: torch.Tensor, normals: torch.Tensor, valid: torch.Te
     return BatchedFitness(fraction, rms_mm, torch.cat(covered))
 
 
-
 class DeviceTrackedPose:
     """Preprocessing's tracked-frame refinement (:func:`~dphm.preprocess.pose.refine_pose` from
     the previous frame's pose at a fixed scale) on a GPU, as CUDA graphs

@@ -26,9 +26,9 @@ from typing import Any, Callable
 import torch
 
 from ..atomic import atomic_path, atomic_write_text
-from ..devices import resolve_device
 from ..data.ict_facekit import load_ict_facekit
 from ..data.samples import IctTrainingSet
+from ..devices import resolve_device
 from ..errors import ConfigError, ModelError
 from ..model.head import HeadModel
 from ..progress import Reporter
