@@ -78,7 +78,18 @@ def test_quality_is_fast_with_five_times_the_refinement():
     changed = {k for k in fast if fast[k] != quality[k]}
     assert changed == {"name", "refine"}
     assert {k for k in fast["refine"] if fast["refine"][k] != quality["refine"][k]} == {
-        "epochs", "window", "stride", "points"}
+        "epochs", "window", "stride", "points", "max_window"}
     q = preset("quality").refine
     assert q.epochs * q.points == 12.5 * preset("fast").refine.epochs * preset("fast").refine.points
-    assert refine_windows(25, q.window, q.stride) == [(0, 10), (10, 20), (20, 25)]
+    assert refine_windows(25, *q.windows_for(25)) == [(0, 10), (10, 20), (20, 25)]
+
+
+def test_refine_windows_widen_with_the_take():
+    """``max_window``: disjoint windows of at least ``window`` frames widen to about a tenth of the
+    take (ten identity updates per epoch), capped; fixed windows and overlapping ones stay as set."""
+    q = preset("quality").refine
+    assert [q.windows_for(n) for n in (5, 30, 100, 150, 300, 5400)] == [
+        (10, 10), (10, 10), (10, 10), (15, 15), (30, 30), (30, 30)]
+    assert preset("fast").refine.windows_for(300) == (6, 6)  # max_window 0: fixed
+    assert preset("reference").refine.windows_for(300) == (2, 1)  # overlapping windows: fixed
+    assert len(refine_windows(300, *q.windows_for(300))) == q.windows_per_epoch

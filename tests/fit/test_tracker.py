@@ -279,8 +279,9 @@ def test_cancel_in_the_mesh_phase_keeps_the_meshed_groups(tmp_path, sim_recordin
 @pytest.mark.parametrize("interval", [0.0, 1e9])
 def test_track_and_mesh_checkpoint_at_most_every_interval(tmp_path, sim_recording, tiny_model_path, monkeypatch,
                                                           interval):
-    """The track and mesh phases save the state after a chunk or group only when the last save
-    is CHECKPOINT_INTERVAL_S old (and at their end); a cancel saves at once, whatever the interval."""
+    """The track, refine and mesh phases save the state after a chunk, epoch or group only when
+    the last save is CHECKPOINT_INTERVAL_S old (and at their end); a cancel saves at once,
+    whatever the interval."""
     import dphm.fit.phases as phases
 
     monkeypatch.setattr(phases, "CHECKPOINT_INTERVAL_S", interval)
@@ -288,24 +289,52 @@ def test_track_and_mesh_checkpoint_at_most_every_interval(tmp_path, sim_recordin
     real_save_state = Checkpoint.save_state
 
     def spy(self, state):
-        saves.append((state.tracked, state.meshed))
+        saves.append((state.tracked, state.refine_epochs, state.meshed))
         real_save_state(self, state)
 
     monkeypatch.setattr(Checkpoint, "save_state", spy)
     track(sim_recording, tmp_path / "run", tiny(), model=tiny_model_path)
-    tracked = sorted({t for t, m in saves if m == 0 and t > 0})
-    meshed = sorted({m for _, m in saves if m > 0})
-    chunk, group = tiny().track.chunk, tiny().mesh.inversion.frames
-    if interval == 0.0:  # every chunk and group
+    tracked = sorted({t for t, e, m in saves if e == 0 and t > 0})
+    refined = sorted({e for _, e, m in saves if m == 0 and e > 0})
+    meshed = sorted({m for *_, m in saves if m > 0})
+    chunk, epochs, group = tiny().track.chunk, tiny().refine.epochs, tiny().mesh.inversion.frames
+    assert epochs > 1
+    if interval == 0.0:  # every chunk, epoch and group
         assert tracked == list(range(chunk, SIM_FRAMES + 1, chunk)) and meshed == [group, SIM_FRAMES]
+        assert refined == list(range(1, epochs + 1))
     else:  # only the phases' ends
-        assert tracked == [SIM_FRAMES] and meshed == [SIM_FRAMES]
+        assert tracked == [SIM_FRAMES] and refined == [epochs] and meshed == [SIM_FRAMES]
         saves.clear()
         with pytest.raises(Cancelled):
             track(sim_recording, tmp_path / "cancelled", tiny(), Recorder(cancel_after=chunk).reporter,
                   model=tiny_model_path)
         assert Checkpoint(tmp_path / "cancelled").load_state().tracked >= chunk
         assert saves[-1][0] >= chunk  # saved on cancel, not left at the identity phase's state
+
+
+def test_cancel_in_refinement_keeps_the_finished_epochs(tmp_path, sim_recording, tiny_model_path, monkeypatch):
+    """Refinement checkpoints at most every CHECKPOINT_INTERVAL_S, but a cancel in its second
+    epoch saves the first one (its unknowns and Adam moments); the resumed job refines from the
+    second epoch on and ends where an uninterrupted run ends."""
+    import dphm.fit.phases as phases
+
+    monkeypatch.setattr(phases, "CHECKPOINT_INTERVAL_S", 1e9)
+    cfg = tiny()
+    per_epoch = [len(phases.refine_windows(SIM_FRAMES, *cfg.refine.windows_for(SIM_FRAMES),
+                                           phases._offset(*cfg.refine.windows_for(SIM_FRAMES), e)))
+                 for e in range(cfg.refine.epochs)]
+    out = tmp_path / "refine_resumed"
+    with pytest.raises(Cancelled):
+        track(sim_recording, out, tiny(), Recorder(cancel_after=per_epoch[0] + 1, phase="refine").reporter,
+              model=tiny_model_path)
+    state = Checkpoint(out).load_state()
+    assert state.tracked == SIM_FRAMES and state.refine_epochs == 1 and state.meshed == 0
+    assert set(state.refine_moments) == {"m", "v", "t"} and float(state.refine_moments["t"]["z_ex"].max()) >= 1
+    second = Recorder()
+    assert track(sim_recording, out, tiny(), second.reporter, model=tiny_model_path).resumed
+    refine_updates = [u for u in second.updates if u[0] == "refine"]
+    assert refine_updates[0] == ("refine", per_epoch[0], sum(per_epoch))  # resumed at the second epoch
+    assert refine_updates[-1] == ("refine", sum(per_epoch), sum(per_epoch))
 
 
 def test_a_checkpoint_of_another_job_is_refused(tmp_path, sim_recording, tiny_model_path):

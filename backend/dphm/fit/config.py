@@ -6,8 +6,9 @@ learning rates per Adam step; point counts per frame and optimisation step.
 The dataclass defaults are the recipe's schedule (DPHM §5.4: 201 keyframe steps, 20 steps/frame,
 30 epochs of 2-frame windows, 5–10 k points), which ``reference`` runs. ``fast`` cuts points and
 steps to stay near 2 s/frame on a 2-core CPU; ``quality`` is ``fast`` with five times its
-refinement, which matched the former recipe-like ``quality``'s accuracy with about a twelfth of
-its optimisation steps per frame (docs/tracking.md, "A GPU schedule for `quality`").
+refinement epochs, which matched the former recipe-like ``quality``'s accuracy with a small
+fraction of its optimisation steps per frame and tracks long takes in real time on one GPU
+(docs/tracking.md, "A GPU schedule for `quality`", "Real time at `quality`'s accuracy").
 """
 
 from __future__ import annotations
@@ -96,12 +97,24 @@ class RefinePhase:
     window: int = 2  # consecutive frames per optimisation step
     stride: int = 1  # window start offsets (1 = all overlapping windows, the recipe; ≥ window =
     # disjoint windows whose seams shift by window/2 every other epoch)
+    max_window: int = 0  # > window: disjoint windows widen with the take, to about
+    # frames / windows_per_epoch but at most this, so a long take costs fewer (wider) steps per
+    # frame while the identity, updated once per step, still gets windows_per_epoch updates per
+    # epoch. 0 = fixed windows
+    windows_per_epoch: int = 10
     points: int = 5000
     lr_identity: float = 1e-4
     lr_expression: float = 1e-4
     lr_pose: float = 1e-5
     lr_decay_at: tuple[float, ...] = (2 / 3,)  # fractions of the epochs where lrs ÷ 10
     truncation: float = 0.0075
+
+    def windows_for(self, frames: int) -> tuple[int, int]:
+        """(window, stride) for a take of ``frames`` frames (see ``max_window``)."""
+        if self.max_window <= self.window or self.stride < self.window:
+            return self.window, self.stride
+        window = min(max(self.window, -(-frames // self.windows_per_epoch)), self.max_window)
+        return window, window
 
 
 @dataclass
@@ -176,15 +189,16 @@ def fast() -> TrackConfig:
 
 
 def quality() -> TrackConfig:
-    """``fast`` with 30 refinement epochs over windows of 10 frames × 1,000 points (6 × 6 × 400):
-    meant for a GPU. On the benchmark's three sequences (H200, seed 0) it scored face CD-L1 1.368 mm
-    (bias-free 0.900) where the former recipe-like ``quality`` (3 keyframes × 201 steps, 20 steps
-    per frame, 30 epochs of 2-frame windows, 20,000 points, normal term, 256³ mesh) scored 1.367
-    (0.937) with 50 optimisation steps per frame instead of 4.25; ``--resolution 256`` still gives
-    the finer mesh."""
+    """``fast`` with 30 refinement epochs × 1,000 points per frame over disjoint windows of a
+    tenth of the take, 10 to 30 frames (``fast``: 6 epochs × 400 points, windows of 6): meant for a
+    GPU. H200: face CD-L1 1.353 mm (bias-free 0.889) on the benchmark's three 30-frame sequences,
+    where the former recipe-like ``quality`` (3 keyframes × 201 steps, 20 steps per frame, 30
+    epochs of 2-frame windows, 20,000 points, normal term, 256³ mesh) scored 1.367 (0.937); on a
+    300-frame take 34.6 frames/s once identity and canonical mesh are paid (docs/tracking.md,
+    "Real time at `quality`'s accuracy"). ``--resolution 256`` still gives the finer mesh."""
     cfg = fast()
     cfg.name = "quality"
-    cfg.refine = replace(cfg.refine, epochs=30, window=10, stride=10, points=1000)
+    cfg.refine = replace(cfg.refine, epochs=30, window=10, stride=10, points=1000, max_window=30)
     return cfg
 
 

@@ -159,21 +159,30 @@ class FrameBatch:
         self.translation0.copy_(ctx.translation0[self.rows])
 
 
+def _to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``host`` on ``device``; to a GPU through pinned memory, so the copy is queued behind the
+    device's work instead of waiting for it (torch keeps the pinned block until the copy is done)."""
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
 PREFETCH_STEPS = 32  # optimisation steps whose point subsets are sampled and uploaded together
 
 
 class StepSamples:
     """The random subsets of observed points of several optimisation steps, sampled on the host
-    in one go and uploaded once. Uploading each step's points separately (from pageable memory)
-    makes the host wait until the device has finished the step before, and leaves the device idle
-    while the host samples the next one; this way the host samples block k + 1 while the device
-    still runs block k. ``plan``: (frame positions, generator) per step; each step draws exactly
-    what it drew when it sampled its own points (resumed jobs and block sizes give equal results)."""
+    in one go and uploaded once (through pinned memory, queued behind the device's work). Uploading
+    each step's points separately from pageable memory made the host wait until the device had
+    finished the step before, and left the device idle while the host sampled the next one; this
+    way the host samples block k + 1 while the device still runs block k. ``plan``: (frame
+    positions, generator) per step; each step draws exactly what it drew when it sampled its own
+    points (resumed jobs and block sizes give equal results)."""
 
     def __init__(self, ctx: FitContext, plan: list[tuple[np.ndarray, np.random.Generator]], points: int):
         sampled = [ctx.obs.sample(frames, points, rng) for frames, rng in plan]
         self.starts = np.cumsum([0] + [len(frames) for frames, _ in plan])
-        upload = lambda parts: torch.from_numpy(np.concatenate(parts)).to(ctx.device)
+        upload = lambda parts: _to_device(torch.from_numpy(np.concatenate(parts)), ctx.device)
         self.points = upload([pts for pts, _, _ in sampled])
         self.normals = upload([nrm for _, nrm, _ in sampled])
         self.weight = upload([valid.astype(np.float32) / len(valid) for _, _, valid in sampled])
@@ -181,6 +190,9 @@ class StepSamples:
 
     def part(self, step: int) -> slice:
         return slice(int(self.starts[step]), int(self.starts[step + 1]))
+
+    def frames(self, step: int) -> int:
+        return int(self.starts[step + 1] - self.starts[step])
 
 
 Generators = tuple[np.random.Generator, torch.Generator]  # a step's point subsets, its prior draws
@@ -458,7 +470,8 @@ class RowAdam:
         param[rows] -= lr * mhat / (vhat.sqrt() + self.eps)
 
     def state(self) -> dict:
-        return {k: {n: t.cpu() for n, t in d.items()} for k, d in (("m", self.m), ("v", self.v), ("t", self.t))}
+        """Copies of the moments and step counts (on the device: taking them does not wait for it)."""
+        return {k: {n: t.clone() for n, t in d.items()} for k, d in (("m", self.m), ("v", self.v), ("t", self.t))}
 
 
 def refine_windows(n_frames: int, window: int, stride: int, offset: int = 0) -> list[tuple[int, int]]:
@@ -474,10 +487,10 @@ def refine_windows(n_frames: int, window: int, stride: int, offset: int = 0) -> 
     return out
 
 
-def _offset(cfg, epoch: int) -> int:
+def _offset(window: int, stride: int, epoch: int) -> int:
     """Window offset of an epoch: shifts by half a window every other epoch when windows do not
     overlap (stride ≥ window), so no pair of neighbours is always split by a seam."""
-    return (epoch % 2) * (cfg.window // 2) if cfg.stride >= cfg.window else 0
+    return (epoch % 2) * (window // 2) if stride >= window else 0
 
 
 class _RefineWindow:
@@ -518,7 +531,9 @@ def run_refine(ctx: FitContext) -> None:
     n_frames = ctx.obs.num_frames
     if cfg.epochs <= 0 or n_frames == 0:
         return
-    n_windows = [len(refine_windows(n_frames, cfg.window, cfg.stride, _offset(cfg, e))) for e in range(cfg.epochs)]
+    window, stride = cfg.windows_for(n_frames)
+    windows_per_epoch = [refine_windows(n_frames, window, stride, _offset(window, stride, e)) for e in range(cfg.epochs)]
+    n_windows = [len(w) for w in windows_per_epoch]
     total = sum(n_windows)
     # The unknowns are updated in place in these working copies (a cancelled epoch leaves the
     # checkpointed state untouched); the state takes copies after every epoch.
@@ -527,29 +542,42 @@ def run_refine(ctx: FitContext) -> None:
     adam = RowAdam({k: tuple(v.shape) for k, v in work.items()}, st.refine_moments or None, device=ctx.device)
     lrs = {k: torch.zeros((), device=ctx.device) for k in ("identity", "expression", "pose")}
     windows_of: dict[int, _RefineWindow] = {}
+    epochs = range(st.refine_epochs, cfg.epochs)
+
+    def epoch_plan(epoch: int) -> list[tuple[np.ndarray, Generators]]:
+        """The epoch's windows in a random order, each with its generators."""
+        windows = windows_per_epoch[epoch]
+        rng_order, _ = ctx.generator(3, epoch)
+        return [(np.arange(start, stop), ctx.generator(3, epoch, int(start)))
+                for start, stop in (windows[i] for i in rng_order.permutation(len(windows)))]
+
+    # One plan over every remaining epoch, so point subsets are sampled and uploaded across epoch
+    # boundaries and the host never waits for the device between epochs.
+    steps = prefetched(ctx, (step for epoch in epochs for step in epoch_plan(epoch)), cfg.points)
     ctx.reporter.update("refine", sum(n_windows[:st.refine_epochs]), total)
-    for epoch in range(st.refine_epochs, cfg.epochs):
-        windows = refine_windows(n_frames, cfg.window, cfg.stride, _offset(cfg, epoch))
+    for epoch in epochs:
         t0 = time.perf_counter()
         factor = _lr_factor(epoch / cfg.epochs, cfg.lr_decay_at)
         for key, lr in (("identity", cfg.lr_identity), ("expression", cfg.lr_expression), ("pose", cfg.lr_pose)):
             lrs[key].fill_(lr * factor)
-        rng_order, _ = ctx.generator(3, epoch)
-        plan = [(np.arange(start, stop), ctx.generator(3, epoch, int(start)))
-                for start, stop in (windows[i] for i in rng_order.permutation(len(windows)))]
         stats: dict = {}
-        for k, (samples, part, generator) in enumerate(prefetched(ctx, plan, cfg.points)):
-            length = len(plan[k][0])
+        for k in range(n_windows[epoch]):
+            samples, part, generator = next(steps)
+            length = samples.frames(part)
             window = windows_of.get(length) or windows_of.setdefault(length, _RefineWindow(ctx, length, work, adam, lrs))
             stats = window.run(samples, part, generator, k % ctx.config.prior_every == 0)
             ctx.reporter.update("refine", sum(n_windows[:epoch]) + k + 1, total)
+        # The finished epoch, as device copies (no wait for the device); a cancel saves them.
         st.z_id, st.z_ex, st.omega, st.delta_t = (work[k].clone() for k in ("z_id", "z_ex", "omega", "delta_t"))
         st.log_scale = work["log_scale"].clone().reshape(())
         st.refine_moments = adam.state()
         st.refine_epochs = epoch + 1
-        st.phase_log["refine"] = _read_stats(stats)  # waits for the device: the epoch's time is complete
+        save = ctx.checkpoint_due() or epoch + 1 == cfg.epochs
+        if save:  # reading the stats waits for the device, so the phase's time is complete at its end
+            st.phase_log["refine"] = _read_stats(stats)
         ctx.add_time("refine", time.perf_counter() - t0, n_frames / cfg.epochs)  # s/frame = whole phase
-        ctx.save_state()
+        if save:
+            ctx.save_state()
 
 
 # ----------------------------------------------------------------------------- phase 4
