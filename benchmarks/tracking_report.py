@@ -335,7 +335,8 @@ def provenance_lines(used: list[tuple[dict, list[str]]]) -> list[str]:
     lines = []
     for run, parts in used:
         model = run.get("model", {})
-        lines.append(f"> **{', '.join(parts)}**: {device_line(run)}; {run.get('created', '?')}, dphm "
+        lines.append(f"> **{', '.join(parts)}** (preset `{run.get('settings', {}).get('preset', '?')}`): "
+                     f"{device_line(run)}; {run.get('created', '?')}, dphm "
                      f"{run.get('versions', {}).get('dphm')}, torch {run.get('versions', {}).get('torch')}; "
                      f"`{run.get('command', 'dphm bench tracking')}`; head model `{Path(model.get('path', '?')).name}` "
                      f"({model.get('bytes', '?')} bytes, modified {model.get('modified', '?')}).  ")
@@ -348,6 +349,10 @@ def build_report(result_dirs: list[Path], docs: Path, label: str | None = None, 
     images.mkdir(parents=True, exist_ok=True)
     label = label or default_label(result)
     s = result.get("settings", {})
+    presets = {part: run.get("settings", {}).get("preset") for run, parts in used for part in parts}
+    preset_text = (f"`{s.get('preset')}`" if len(set(presets.values())) <= 1 else
+                   ", ".join(f"`{name}` ({', '.join(p for p in presets if presets[p] == name)})"
+                             for name in dict.fromkeys(presets.values())))
     lines = [
         "# Tracking benchmark",
         "",
@@ -380,7 +385,7 @@ def build_report(result_dirs: list[Path], docs: Path, label: str | None = None, 
         f"{2 * (s.get('eval_every') or 0)}, … scored; sweeps: {s.get('sweep_sequences')} sequence(s) × "
         f"{s.get('sweep_frames')} frames, every {s.get('sweep_eval_every')} frames scored. The 3DMM baseline "
         "and the simulator need ICT-FaceKit at run time.",
-        f"- **Rows**: *{ROW_NAMES['ours']}* = `dphm track` preset `{s.get('preset')}` with the shipped diffusion "
+        f"- **Rows**: *{ROW_NAMES['ours']}* = `dphm track` preset {preset_text} with the shipped diffusion "
         f"priors; *{ROW_NAMES['no_prior']}* = the same with `TrackConfig.priors = False` (ℓ2 regularisers); "
         f"*{ROW_NAMES['3dmm']}* = the linear ICT model (identity + expression weights + pose) fitted to the same "
         "preprocessed points by point-to-plane ICP with Adam. All rows see identical preprocessed points.",

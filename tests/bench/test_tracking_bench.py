@@ -98,7 +98,10 @@ def test_report_generator_writes_tables_and_plots(fake_result, tmp_path):
     text = (tmp_path / "tracking-benchmark.md").read_text()
     for heading in ("## Goals", "## Fidelity at the nominal settings", "## Sweeps", "## Speed"):
         assert heading in text
-    assert "These are fake test numbers" in text and "**fidelity, sweeps, speed**: tracker device `cpu` — CPU only" in text
+    preset = json.loads((fake_result / "tracking.json").read_text())["settings"]["preset"]
+    assert "These are fake test numbers" in text
+    assert f"**fidelity, sweeps, speed** (preset `{preset}`): tracker device `cpu` — CPU only" in text
+    assert f"*DPHM priors (ours)* = `dphm track` preset `{preset}` with" in text
     assert "| DPHM priors (ours) | 0.770 |" in text
     assert "| DPHM priors (ours) | 0.385 |" in text  # the bias-free table
     assert "face CD-L1, bias-free ≤ 0.8 mm" in text and "0.77 / 1.54 (0.39 / 1.54)" in text
@@ -121,12 +124,16 @@ def test_report_merges_parts_of_several_runs(fake_result, tmp_path):
         part = {k: v for k, v in full.items() if k != drop}
         part["created"] = f"run without {drop}"
         part["goals"] = {}  # stale goals of a partial run are recomputed from the merged parts
+        if drop == "fidelity":
+            part["settings"] = {**part["settings"], "preset": "other"}
         (folder / "tracking.json").write_text(json.dumps(part))
     (accuracy / "renders.npz").write_bytes((fake_result / "renders.npz").read_bytes())
     assert report.main([str(accuracy), str(speed), "--docs", str(tmp_path / "docs"), "--note", "a caveat"]) == 0
     text = (tmp_path / "docs" / "tracking-benchmark.md").read_text()
-    assert "> **fidelity, sweeps**:" in text and "run without speed" in text
-    assert "> **speed**:" in text and "run without fidelity" in text and "> Note: a caveat" in text
+    preset = full["settings"]["preset"]
+    assert f"> **fidelity, sweeps** (preset `{preset}`):" in text and "run without speed" in text
+    assert "> **speed** (preset `other`):" in text and "run without fidelity" in text and "> Note: a caveat" in text
+    assert f"preset `{preset}` (fidelity, sweeps), `other` (speed) with the shipped diffusion priors" in text
     assert "| DPHM priors (ours) | 0.770 |" in text and "**10.0×**" in text
     assert "face CD-L1 ≤ 0.8 mm at nominal noise (ours) | 0.770 mm | yes |" in text
 
