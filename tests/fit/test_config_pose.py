@@ -78,7 +78,7 @@ def test_quality_is_fast_with_five_times_the_refinement():
     changed = {k for k in fast if fast[k] != quality[k]}
     assert changed == {"name", "refine"}
     assert {k for k in fast["refine"] if fast["refine"][k] != quality["refine"][k]} == {
-        "epochs", "window", "stride", "points", "max_window"}
+        "epochs", "window", "stride", "points", "max_window", "min_epochs_when_noisy"}
     q = preset("quality").refine
     assert q.epochs * q.points == 12.5 * preset("fast").refine.epochs * preset("fast").refine.points
     assert refine_windows(25, *q.windows_for(25)) == [(0, 10), (10, 20), (20, 25)]
@@ -93,3 +93,13 @@ def test_refine_windows_widen_with_the_take():
     assert preset("fast").refine.windows_for(300) == (6, 6)  # max_window 0: fixed
     assert preset("reference").refine.windows_for(300) == (2, 1)  # overlapping windows: fixed
     assert len(refine_windows(300, *q.windows_for(300))) == q.windows_per_epoch
+
+
+def test_noisy_takes_refine_fewer_epochs():
+    """``min_epochs_when_noisy``: epochs ÷ the identity noise factor on noisy takes (factor above
+    ``noisy_factor``), not below the floor; nominal and clean takes, and presets without a floor,
+    keep their epochs."""
+    q = preset("quality").refine
+    assert q.min_epochs_when_noisy == preset("fast").refine.epochs == 6
+    assert [q.epochs_for(f) for f in (0.25, 1.0, 1.06, 1.5, 2.0, 2.5, 6.0, 10.0)] == [30, 30, 30, 30, 15, 12, 6, 6]
+    assert preset("fast").refine.epochs_for(6.0) == 6 and preset("reference").refine.epochs_for(10.0) == 30

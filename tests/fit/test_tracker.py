@@ -11,6 +11,7 @@ import torch
 from dphm.cli import main
 from dphm.errors import Cancelled, ConfigError
 from dphm.fit.config import tiny
+from dphm.fit.phases import refine_windows
 from dphm.fit.state import Checkpoint
 from dphm.fit.tracker import track
 from dphm.preprocess.pose import rotation_error_deg
@@ -320,8 +321,8 @@ def test_cancel_in_refinement_keeps_the_finished_epochs(tmp_path, sim_recording,
 
     monkeypatch.setattr(phases, "CHECKPOINT_INTERVAL_S", 1e9)
     cfg = tiny()
-    per_epoch = [len(phases.refine_windows(SIM_FRAMES, *cfg.refine.windows_for(SIM_FRAMES),
-                                           phases._offset(*cfg.refine.windows_for(SIM_FRAMES), e)))
+    per_epoch = [len(refine_windows(SIM_FRAMES, *cfg.refine.windows_for(SIM_FRAMES),
+                                    phases._offset(*cfg.refine.windows_for(SIM_FRAMES), e)))
                  for e in range(cfg.refine.epochs)]
     out = tmp_path / "refine_resumed"
     with pytest.raises(Cancelled):
@@ -378,3 +379,19 @@ def test_cli_track_with_ply_export_round_trips(tmp_path, sim_recording, tiny_mod
     np.testing.assert_allclose(np.asarray(ply.vertices), frames.vertices[1], atol=1e-6)
     assert len(ply.faces) == len(frames.faces)
     assert main(["track", str(sim_recording), "--out", str(out), "--preset", "nope"]) == 2
+
+
+def test_a_noisy_take_refines_fewer_epochs(tmp_path, sim_recording, tiny_model_path):
+    """With ``min_epochs_when_noisy``, a take whose noise factor is high (here: a reference noise
+    far below the recording's, so the factor is clipped at its maximum) refines only the floor's
+    epochs; meta.json's phase log records them."""
+    cfg = tiny()
+    cfg.refine.epochs, cfg.refine.min_epochs_when_noisy = 3, 1
+    cfg.losses.identity_noise_ref_mm = 0.01
+    rec = Recorder()
+    track(sim_recording, tmp_path / "noisy", cfg, rec.reporter, model=tiny_model_path)
+    _, meta = load_result(tmp_path / "noisy")
+    assert meta["phase_log"]["identity"]["regulariser_factor"] == cfg.losses.identity_factor_range[1]
+    assert meta["phase_log"]["refine"]["epochs"] == 1
+    one_epoch = len(refine_windows(SIM_FRAMES, *cfg.refine.windows_for(SIM_FRAMES)))
+    assert [u for u in rec.updates if u[0] == "refine"][-1] == ("refine", one_epoch, one_epoch)

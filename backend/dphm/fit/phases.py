@@ -529,10 +529,11 @@ class _RefineWindow:
 def run_refine(ctx: FitContext) -> None:
     cfg, st = ctx.config.refine, ctx.state
     n_frames = ctx.obs.num_frames
-    if cfg.epochs <= 0 or n_frames == 0:
+    n_epochs = cfg.epochs_for(ctx.identity_factor)
+    if n_epochs <= 0 or n_frames == 0:
         return
-    window, stride = cfg.windows_for(n_frames)
-    windows_per_epoch = [refine_windows(n_frames, window, stride, _offset(window, stride, e)) for e in range(cfg.epochs)]
+    width, stride = cfg.windows_for(n_frames)
+    windows_per_epoch = [refine_windows(n_frames, width, stride, _offset(width, stride, e)) for e in range(n_epochs)]
     n_windows = [len(w) for w in windows_per_epoch]
     total = sum(n_windows)
     # The unknowns are updated in place in these working copies (a cancelled epoch leaves the
@@ -542,7 +543,7 @@ def run_refine(ctx: FitContext) -> None:
     adam = RowAdam({k: tuple(v.shape) for k, v in work.items()}, st.refine_moments or None, device=ctx.device)
     lrs = {k: torch.zeros((), device=ctx.device) for k in ("identity", "expression", "pose")}
     windows_of: dict[int, _RefineWindow] = {}
-    epochs = range(st.refine_epochs, cfg.epochs)
+    epochs = range(st.refine_epochs, n_epochs)
 
     def epoch_plan(epoch: int) -> list[tuple[np.ndarray, Generators]]:
         """The epoch's windows in a random order, each with its generators."""
@@ -557,7 +558,7 @@ def run_refine(ctx: FitContext) -> None:
     ctx.reporter.update("refine", sum(n_windows[:st.refine_epochs]), total)
     for epoch in epochs:
         t0 = time.perf_counter()
-        factor = _lr_factor(epoch / cfg.epochs, cfg.lr_decay_at)
+        factor = _lr_factor(epoch / n_epochs, cfg.lr_decay_at)
         for key, lr in (("identity", cfg.lr_identity), ("expression", cfg.lr_expression), ("pose", cfg.lr_pose)):
             lrs[key].fill_(lr * factor)
         stats: dict = {}
@@ -572,10 +573,10 @@ def run_refine(ctx: FitContext) -> None:
         st.log_scale = work["log_scale"].clone().reshape(())
         st.refine_moments = adam.state()
         st.refine_epochs = epoch + 1
-        save = ctx.checkpoint_due() or epoch + 1 == cfg.epochs
+        save = ctx.checkpoint_due() or epoch + 1 == n_epochs
         if save:  # reading the stats waits for the device, so the phase's time is complete at its end
-            st.phase_log["refine"] = _read_stats(stats)
-        ctx.add_time("refine", time.perf_counter() - t0, n_frames / cfg.epochs)  # s/frame = whole phase
+            st.phase_log["refine"] = {"epochs": n_epochs, "window": width, **_read_stats(stats)}
+        ctx.add_time("refine", time.perf_counter() - t0, n_frames / n_epochs)  # s/frame = whole phase
         if save:
             ctx.save_state()
 
