@@ -375,7 +375,9 @@ def build_report(result_dirs: list[Path], docs: Path, label: str | None = None, 
         "```",
         "",
         "Simulated sequences are cached under `--work`; `--only fidelity,sweeps,speed` picks parts; sizes: "
-        "`--sequences --frames --sweep-frames --speed-frames --eval-every --metric-points --preset`.",
+        "`--sequences --frames --sweep-sequences --sweep-frames --speed-frames --eval-every --metric-points --preset`; "
+        "`--goal-sweeps` runs only the goal settings (noisiest, sparsest, nominal), e.g. over three heads with "
+        "`--sweep-sequences 3`.",
         "",
         "## Protocol",
         "",

@@ -31,6 +31,25 @@ def test_plan_deduplicates_runs_and_puts_the_goal_settings_first():
     assert all(r.eval_frames() == list(range(0, 30, 3)) for r in runs)
 
 
+def test_goal_sweeps_over_several_heads():
+    """``--goal-sweeps --sweep-sequences 3``: only the noisiest, the sparsest and the nominal
+    setting, each on three heads (the goals' prior gain averaged over heads), three rows each."""
+    import argparse
+
+    from dphm.bench.tracking import configure, resolve_settings
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    s = resolve_settings(parser.parse_args(["--out", "x", "--goal-sweeps", "--sweep-sequences", "3"]))
+    runs, layout = plan(s, {"sweeps"}, nominal_budget=8000)
+    assert [p["value"] for p in layout["sweeps"]["noise"]] == [1.0, 3.0]
+    assert [p["value"] for p in layout["sweeps"]["points"]] == [500, 8000]
+    assert [p["value"] for p in layout["sweeps"]["distance"]] == [s.nominal_distance_m]
+    assert all(len(p["runs"]) == 3 for points in layout["sweeps"].values() for p in points)
+    assert len(runs) == 3 * 3 * 3  # (nominal, noise ×3, 500 points) × three heads × three rows
+    assert {r.key.split("-")[0] for r in runs} == {"s100", "s101", "s102"}
+
+
 def _fake_metrics(scale: float) -> dict:
     bid = {"chamfer_l1_mm": scale, "chamfer_l2_mm2": scale ** 2, "normal_consistency": 0.95,
            "fscore@1mm": 0.5 / scale, "fscore@5mm": 0.9, "accuracy_mm": scale, "completeness_mm": scale,

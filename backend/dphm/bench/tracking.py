@@ -98,8 +98,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None, help="tracking preset of ours/no_prior (default fast; quick: tiny)")
     parser.add_argument("--sequences", type=int, default=None, help="fidelity sequences (default 3)")
     parser.add_argument("--frames", type=int, default=None, help="frames per fidelity sequence (default 30)")
-    parser.add_argument("--sweep-frames", type=int, default=None, help="frames per sweep sequence (default 20)")
-    parser.add_argument("--speed-frames", type=int, default=None, help="frames of the speed runs (default 20)")
+    parser.add_argument("--sweep-sequences", type=int, default=None,
+                        help=f"sequences (held-out heads) per sweep setting (default {Settings.sweep_sequences})")
+    parser.add_argument("--sweep-frames", type=int, default=None,
+                        help=f"frames per sweep sequence (default {Settings.sweep_frames})")
+    parser.add_argument("--goal-sweeps", action="store_true",
+                        help="sweeps at the goals' settings only (the noisiest, the sparsest, the nominal one): "
+                             "with --sweep-sequences, the prior gain over several heads at a fraction of the cost")
+    parser.add_argument("--speed-frames", type=int, default=None,
+                        help=f"frames of the GPU speed runs; CPU runs use half (default {Settings.speed_frames})")
     parser.add_argument("--eval-every", type=int, default=None, help="score every k-th frame (default 3)")
     parser.add_argument("--metric-points", type=int, default=None, help="surface samples per mesh (default 50k)")
     parser.add_argument("--workers", type=int, default=None,
@@ -124,10 +131,13 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     from ..errors import ConfigError
 
     s = quick_settings(args.device) if args.quick else Settings(device=args.device)
-    for name in ("preset", "sequences", "frames", "sweep_frames", "speed_frames", "eval_every", "metric_points"):
-        value = getattr(args, name)
+    for name in ("preset", "sequences", "frames", "sweep_sequences", "sweep_frames", "speed_frames", "eval_every",
+                 "metric_points"):
+        value = getattr(args, name, None)
         if value is not None:
             setattr(s, name, value)
+    if getattr(args, "goal_sweeps", False):
+        s.noise_levels, s.point_budgets, s.distances_m = (max(s.noise_levels),), (min(s.point_budgets),), ()
     if args.eval_every is not None:
         s.sweep_eval_every = args.eval_every
     s.time_limit_s = args.time_limit
@@ -135,9 +145,10 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     cuda = args.device.startswith("cuda")
     s.speed_devices = (args.device, "cpu") if cuda else ("cpu",)
     s.workers = args.workers if args.workers is not None else (max(1, min(12, (os.cpu_count() or 2) - 4)) if cuda else 0)
-    if min(s.sequences, s.frames, s.sweep_frames, s.speed_frames, s.eval_every, s.metric_points) < 1:
-        raise ConfigError("--sequences, --frames, --sweep-frames, --speed-frames, --eval-every and --metric-points "
-                          "must be ≥ 1")
+    if min(s.sequences, s.frames, s.sweep_sequences, s.sweep_frames, s.speed_frames, s.eval_every,
+           s.metric_points) < 1:
+        raise ConfigError("--sequences, --frames, --sweep-sequences, --sweep-frames, --speed-frames, --eval-every "
+                          "and --metric-points must be ≥ 1")
     return s
 
 
