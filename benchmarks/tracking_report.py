@@ -343,8 +343,29 @@ def provenance_lines(used: list[tuple[dict, list[str]]]) -> list[str]:
     return lines
 
 
-def build_report(result_dirs: list[Path], docs: Path, label: str | None = None, notes: list[str] = ()) -> Path:
+def goal_sweep_lines(run: dict) -> list[str]:
+    """The goal settings' sweep tables of a ``--goal-sweeps`` run (mean over its heads)."""
+    heads = {len(p.get("runs", [])) for points in run["sweeps"].values() for p in points}
+    lines = [f"Prior-gain goals from a goal-settings run over {max(heads, default=0)} held-out head(s) per "
+             "setting (`dphm bench tracking --only sweeps --goal-sweeps --sweep-sequences N`; mean over the heads):", ""]
+    for name in ("noise", "points"):
+        points = run["sweeps"].get(name, [])
+        if points:
+            lines += [f"*{SWEEP_AXES[name]}*", ""]
+            lines += sweep_table(name, points, run.get("sweep_nominal", {}).get(name)) + [""]
+    return lines
+
+
+def build_report(result_dirs: list[Path], docs: Path, label: str | None = None, notes: list[str] = (),
+                 goal_dir: Path | None = None) -> Path:
     result, renders_dir, used = merge_results(result_dirs)
+    goal_run = None
+    if goal_dir is not None:  # the prior-gain goals from a goal-settings run (several heads)
+        from dphm.bench.tracking import goals
+
+        goal_run = json.loads((goal_dir / "tracking.json").read_text(encoding="utf-8"))
+        result["goals"] = goals({"fidelity": result.get("fidelity", {}), "sweeps": goal_run.get("sweeps", {})})
+        used.append((goal_run, ["goal sweeps"]))
     images = docs / "images"
     images.mkdir(parents=True, exist_ok=True)
     label = label or default_label(result)
@@ -409,6 +430,8 @@ def build_report(result_dirs: list[Path], docs: Path, label: str | None = None, 
     ]
     if result.get("goals"):
         lines += ["## Goals", ""] + goals_table(result["goals"]) + [""]
+        if goal_run is not None:
+            lines += goal_sweep_lines(goal_run)
     fid = result.get("fidelity")
     if fid:
         lines += ["## Fidelity at the nominal settings", "",
@@ -466,8 +489,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="docs folder to write into (default: the repository's docs/)")
     parser.add_argument("--label", default=None, help='what these numbers are, e.g. "H100 full run"')
     parser.add_argument("--note", action="append", default=[], help="a caveat printed under the header (repeatable)")
+    parser.add_argument("--goal-sweeps", type=Path, default=None, metavar="DIR",
+                        help="a `dphm bench tracking --goal-sweeps` output folder: the prior-gain goals are taken "
+                        "from its sweeps (several heads) and its tables listed under the goals")
     args = parser.parse_args(argv)
-    print(build_report(args.results, args.docs, args.label, args.note))
+    print(build_report(args.results, args.docs, args.label, args.note, args.goal_sweeps))
     return 0
 
 

@@ -157,6 +157,29 @@ def test_report_merges_parts_of_several_runs(fake_result, tmp_path):
     assert "face CD-L1 ≤ 0.8 mm at nominal noise (ours) | 0.770 mm | yes |" in text
 
 
+def test_report_takes_the_prior_gain_goals_from_a_goal_sweeps_run(fake_result, tmp_path):
+    """``--goal-sweeps DIR``: the goals' prior gains come from that run's sweeps (several heads),
+    whose tables follow the goals; the other parts still come from the result folders."""
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location("tracking_report", REPORT)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    full = json.loads((fake_result / "tracking.json").read_text())
+    goal = {k: v for k, v in full.items() if k not in ("fidelity", "speed")}
+    noisiest = max(goal["sweeps"]["noise"], key=lambda p: p["value"])
+    face = noisiest["summary"]["ours"]["face"]
+    face["chamfer_l1_mm"] = 0.5 * noisiest["summary"]["no_prior"]["face"]["chamfer_l1_mm"]
+    goal["created"] = "the goal run"
+    (tmp_path / "goal").mkdir()
+    (tmp_path / "goal" / "tracking.json").write_text(json.dumps(goal))
+    assert report.main([str(fake_result), "--docs", str(tmp_path / "docs"), "--goal-sweeps", str(tmp_path / "goal")]) == 0
+    text = (tmp_path / "docs" / "tracking-benchmark.md").read_text()
+    assert f"| 50.0 % (at {noisiest['value']:g}) |" in text  # the goal run's gain, not the result folder's
+    assert "> **goal sweeps** (preset" in text and "the goal run" in text
+    assert "Prior-gain goals from a goal-settings run over 1 held-out head(s)" in text
+    assert "## Sweeps" in text and "## Speed" in text  # the curves and speed still from the result folder
+
+
 def test_rescore_reuses_only_finished_runs_of_this_config_and_unchanged_weights(tmp_path):
     import dataclasses
     import os

@@ -228,7 +228,11 @@ def test_cancel_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_pat
 def test_cancel_in_the_mesh_phase_keeps_the_meshed_groups(tmp_path, sim_recording, tiny_model_path, tiny_model,
                                                           monkeypatch):
     """The tiny preset meshes groups of 4 frames (6 frames: 4 + 2). Cancelled after the first
-    group, the resumed job keeps its 4 frames and solves only the last two."""
+    group, the resumed job keeps its 4 frames and solves only the last two (checkpointing every
+    group here, so their files are written too)."""
+    import dphm.fit.phases as phases
+
+    monkeypatch.setattr(phases, "CHECKPOINT_INTERVAL_S", 0.0)
     frames = tiny().mesh.inversion.frames
     assert 1 < frames < SIM_FRAMES and SIM_FRAMES % frames
     out = tmp_path / "mesh_resumed"
@@ -281,8 +285,9 @@ def test_cancel_in_the_mesh_phase_keeps_the_meshed_groups(tmp_path, sim_recordin
 def test_track_and_mesh_checkpoint_at_most_every_interval(tmp_path, sim_recording, tiny_model_path, monkeypatch,
                                                           interval):
     """The track, refine and mesh phases save the state after a chunk, epoch or group only when
-    the last save is CHECKPOINT_INTERVAL_S old (and at their end); a cancel saves at once,
-    whatever the interval."""
+    the last save is CHECKPOINT_INTERVAL_S old (track and refine also at their end; the mesh
+    phase's last frames go straight into the result); a cancel saves at once, whatever the
+    interval."""
     import dphm.fit.phases as phases
 
     monkeypatch.setattr(phases, "CHECKPOINT_INTERVAL_S", interval)
@@ -303,14 +308,25 @@ def test_track_and_mesh_checkpoint_at_most_every_interval(tmp_path, sim_recordin
     if interval == 0.0:  # every chunk, epoch and group
         assert tracked == list(range(chunk, SIM_FRAMES + 1, chunk)) and meshed == [group, SIM_FRAMES]
         assert refined == list(range(1, epochs + 1))
-    else:  # only the phases' ends
-        assert tracked == [SIM_FRAMES] and refined == [epochs] and meshed == [SIM_FRAMES]
+    else:  # only the phases' ends; the mesh phase's frames go straight into the result
+        assert tracked == [SIM_FRAMES] and refined == [epochs] and meshed == []
         saves.clear()
         with pytest.raises(Cancelled):
             track(sim_recording, tmp_path / "cancelled", tiny(), Recorder(cancel_after=chunk).reporter,
                   model=tiny_model_path)
         assert Checkpoint(tmp_path / "cancelled").load_state().tracked >= chunk
         assert saves[-1][0] >= chunk  # saved on cancel, not left at the identity phase's state
+        # A cancel in the mesh phase writes the frames held in memory before the state counts them.
+        with pytest.raises(Cancelled):
+            track(sim_recording, tmp_path / "cancelled_mesh", tiny(), Recorder(cancel_after=1, phase="mesh").reporter,
+                  model=tiny_model_path)
+        ckpt = Checkpoint(tmp_path / "cancelled_mesh")
+        meshed = ckpt.load_state().meshed
+        assert meshed >= group and all(ckpt.frame_path(i).is_file() for i in range(meshed))
+        resumed = Recorder()
+        track(sim_recording, tmp_path / "cancelled_mesh", tiny(), resumed.reporter, model=tiny_model_path)
+        assert [u for u in resumed.updates if u[0] == "mesh"][0] == ("mesh", meshed, SIM_FRAMES)
+        assert len(load_result(tmp_path / "cancelled_mesh")[0].vertices) == SIM_FRAMES
 
 
 def test_cancel_in_refinement_keeps_the_finished_epochs(tmp_path, sim_recording, tiny_model_path, monkeypatch):

@@ -51,6 +51,7 @@ class FitContext:
     reporter: Reporter
     priors: Priors = field(default_factory=Priors)
     device: torch.device = torch.device("cpu")
+    meshes: "MeshedFrames | None" = None  # the mesh phase's frames (written out at checkpoints)
 
     def __post_init__(self) -> None:
         self.set_base_poses(self.obs.rotation, self.obs.translation)
@@ -65,6 +66,8 @@ class FitContext:
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_state(self) -> None:
+        if self.meshes is not None:
+            self.meshes.flush(self.checkpoint, self.state)
         self.checkpoint.save_state(self.state)
         self._saved_at = time.perf_counter()
 
@@ -606,13 +609,43 @@ def canonical_mesh(ctx: FitContext) -> tuple[np.ndarray, np.ndarray, dict]:
     return mesh.vertices, mesh.faces, stats
 
 
-def run_mesh(ctx: FitContext, canonical: np.ndarray, faces: np.ndarray) -> None:
-    """Posed vertices of every frame (model units) into the checkpoint, one file per frame.
+class MeshedFrames:
+    """Every frame's posed vertices (model units) and inversion report, filled in order by the
+    mesh phase and kept in memory for the result. Frames reach the checkpoint only when the state
+    is saved (:meth:`FitContext.save_state`: at most every :data:`CHECKPOINT_INTERVAL_S`, and on
+    cancel), so an uninterrupted long take does not write and re-read its vertices (166 MB for 300
+    frames) before the result; a killed job redoes at most that interval's frames."""
+
+    def __init__(self, frames: int, vertices: int):
+        self.vertices = np.empty((frames, vertices, 3), np.float32)
+        self.reports: list[dict] = [{} for _ in range(frames)]
+        self.done = 0  # frames filled (a prefix)
+
+    def load(self, checkpoint: Checkpoint, count: int) -> None:
+        """The first ``count`` frames from the checkpoint (a resumed job)."""
+        for i in range(count):
+            self.vertices[i], self.reports[i] = checkpoint.load_frame(i)
+        self.done = count
+
+    def add(self, vertices: np.ndarray, reports: list[dict]) -> None:
+        self.vertices[self.done:self.done + len(vertices)] = vertices
+        self.reports[self.done:self.done + len(vertices)] = reports
+        self.done += len(vertices)
+
+    def flush(self, checkpoint: Checkpoint, state: TrackState) -> None:
+        """Write the frames the checkpoint lacks (their files before the state counts them)."""
+        for i in range(state.meshed, self.done):
+            checkpoint.save_frame(i, self.vertices[i], self.reports[i])
+        state.meshed = self.done
+
+
+def run_mesh(ctx: FitContext, canonical: np.ndarray, faces: np.ndarray) -> MeshedFrames:
+    """Posed vertices of every frame (model units), in memory and, at checkpoints, one file per frame.
 
     Groups of ``inversion.frames`` consecutive frames are solved together, warm-started from
-    the frame before the group; a group's frame files are written before the state (``meshed``)
-    is checkpointed (at most every :data:`CHECKPOINT_INTERVAL_S`, and on cancel), so a resumed
-    job keeps every frame the state counts and overwrites the files of any after it."""
+    the frame before the group; a checkpoint writes the finished frames' files before the state
+    (``meshed``) counts them, so a resumed job keeps every frame the state counts and overwrites
+    the files of any after it (:class:`MeshedFrames`)."""
     st, inv = ctx.state, ctx.config.mesh.inversion
     n_frames = ctx.obs.num_frames
     x_c = torch.from_numpy(canonical).float().to(ctx.device)
@@ -620,16 +653,16 @@ def run_mesh(ctx: FitContext, canonical: np.ndarray, faces: np.ndarray) -> None:
     z_id = st.z_id.to(ctx.device)
     with torch.no_grad():
         anchors = ctx.model.anchors(z_id)
-    warm = None
-    if st.meshed > 0:
-        warm = InversionState(torch.from_numpy(ctx.checkpoint.load_frame(st.meshed - 1)[0]).to(ctx.device))
+    meshes = ctx.meshes = MeshedFrames(n_frames, len(x_c))
+    meshes.load(ctx.checkpoint, st.meshed)
+    warm = InversionState(torch.from_numpy(meshes.vertices[st.meshed - 1]).to(ctx.device)) if st.meshed else None
     check_rng = np.random.default_rng(ctx.config.seed)
     check = torch.from_numpy(np.sort(check_rng.choice(len(x_c), min(inv.sdf_check_points, len(x_c)),
                                                       replace=False))).to(ctx.device)
-    ctx.reporter.update("mesh", st.meshed, n_frames)
-    while st.meshed < n_frames:
+    ctx.reporter.update("mesh", meshes.done, n_frames)
+    while meshes.done < n_frames:
         t0 = time.perf_counter()
-        start, stop = st.meshed, min(st.meshed + max(inv.frames, 1), n_frames)
+        start, stop = meshes.done, min(meshes.done + max(inv.frames, 1), n_frames)
         g = stop - start
         z_ex = st.z_ex[start:stop].to(ctx.device)
 
@@ -642,14 +675,15 @@ def run_mesh(ctx: FitContext, canonical: np.ndarray, faces: np.ndarray) -> None:
         with torch.no_grad():
             sdf = ctx.model(x_p[:, check], z_id.expand(g, -1), z_ex, anchors.expand(g, -1, -1)).sdf.abs()
             sdf_mean, sdf_p95 = (torch.stack([sdf.mean(1), torch.quantile(sdf, 0.95, dim=1)]) * MM_PER_UNIT).tolist()
-        vertices = x_p.cpu().numpy()
+        reps = []
         for k, report in enumerate(reports):
             rep = report.as_dict()
             rep.update(posed_sdf_mean_mm=sdf_mean[k], posed_sdf_p95_mm=sdf_p95[k],
                        max_residual_mm=report.max_residual * MM_PER_UNIT)
-            ctx.checkpoint.save_frame(start + k, vertices[k], rep)
-        st.meshed = stop
+            reps.append(rep)
+        meshes.add(x_p.cpu().numpy(), reps)
         ctx.add_time("mesh", time.perf_counter() - t0, g)
-        if ctx.checkpoint_due() or stop == n_frames:
+        if ctx.checkpoint_due():
             ctx.save_state()
         ctx.reporter.update("mesh", stop, n_frames)
+    return meshes

@@ -271,7 +271,7 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
         run_track(ctx)
         run_refine(ctx)
         verts_c, faces, canon_stats = canonical_mesh(ctx)
-        run_mesh(ctx, verts_c, faces)
+        meshes = run_mesh(ctx, verts_c, faces)
     except (Cancelled, KeyboardInterrupt):
         ctx.save_state()  # the phases checkpoint periodically; a cancel or Ctrl-C keeps every finished unit
         raise
@@ -283,12 +283,10 @@ def track(recording_path: str | Path, out: str | Path, config: TrackConfig, repo
         rot, trans = ctx.poses(frames_idx, state.omega.to(dev), state.delta_t.to(dev))
         scale = float(ctx.scale(state.log_scale))
     rot_np, trans_np = rot.cpu().numpy(), trans.cpu().numpy()
-    vertices = np.empty((n, len(verts_c), 3), np.float32)
-    reports = []
-    for i in range(n):
-        v, rep = ckpt.load_frame(i)
-        vertices[i] = scale * (v / 4.0) @ rot_np[i].T + trans_np[i]
-        reports.append(rep)
+    vertices, reports = meshes.vertices, meshes.reports
+    ctx.meshes = None  # converted in place below: no later checkpoint may write these as model units
+    for i in range(n):  # model units → camera metres
+        vertices[i] = scale * (vertices[i] / 4.0) @ rot_np[i].T + trans_np[i]
     timings = dict(state.timings)
     per_frame = {k: timings[k] / max(state.counts.get(k, 1), 1) for k in timings}
     inversion = {"vertices": len(verts_c),
