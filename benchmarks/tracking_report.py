@@ -346,8 +346,10 @@ def provenance_lines(used: list[tuple[dict, list[str]]]) -> list[str]:
 def goal_sweep_lines(run: dict) -> list[str]:
     """The goal settings' sweep tables of a ``--goal-sweeps`` run (mean over its heads)."""
     heads = {len(p.get("runs", [])) for points in run["sweeps"].values() for p in points}
-    lines = [f"Prior-gain goals from a goal-settings run over {max(heads, default=0)} held-out head(s) per "
-             "setting (`dphm bench tracking --only sweeps --goal-sweeps --sweep-sequences N`; mean over the heads):", ""]
+    preset = run.get("settings", {}).get("preset", "?")
+    lines = [f"Prior-gain goals from a goal-settings run of preset `{preset}` over {max(heads, default=0)} held-out "
+             "head(s) per setting (`dphm bench tracking --only sweeps --goal-sweeps --sweep-sequences N`; mean over "
+             "the heads):", ""]
     for name in ("noise", "points"):
         points = run["sweeps"].get(name, [])
         if points:

@@ -176,7 +176,7 @@ def test_report_takes_the_prior_gain_goals_from_a_goal_sweeps_run(fake_result, t
     text = (tmp_path / "docs" / "tracking-benchmark.md").read_text()
     assert f"| 50.0 % (at {noisiest['value']:g}) |" in text  # the goal run's gain, not the result folder's
     assert "> **goal sweeps** (preset" in text and "the goal run" in text
-    assert "Prior-gain goals from a goal-settings run over 1 held-out head(s)" in text
+    assert f"Prior-gain goals from a goal-settings run of preset `{goal['settings']['preset']}` over 1 held-out head(s)" in text
     assert "## Sweeps" in text and "## Speed" in text  # the curves and speed still from the result folder
 
 
