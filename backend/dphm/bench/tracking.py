@@ -133,10 +133,10 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     s = quick_settings(args.device) if args.quick else Settings(device=args.device)
     for name in ("preset", "sequences", "frames", "sweep_sequences", "sweep_frames", "speed_frames", "eval_every",
                  "metric_points"):
-        value = getattr(args, name, None)
+        value = getattr(args, name)
         if value is not None:
             setattr(s, name, value)
-    if getattr(args, "goal_sweeps", False):
+    if args.goal_sweeps:
         s.noise_levels, s.point_budgets, s.distances_m = (max(s.noise_levels),), (min(s.point_budgets),), ()
     if args.eval_every is not None:
         s.sweep_eval_every = args.eval_every

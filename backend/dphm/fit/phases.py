@@ -72,8 +72,8 @@ class FitContext:
         self._saved_at = time.perf_counter()
 
     def checkpoint_due(self) -> bool:
-        """Whether a phase that finishes many small units (track chunks, mesh groups) should
-        checkpoint now: at most every :data:`CHECKPOINT_INTERVAL_S`. The state holds every
+        """Whether a phase that finishes many small units (track chunks, refine epochs, mesh
+        groups) should checkpoint now: at most every :data:`CHECKPOINT_INTERVAL_S`. The state holds every
         frame's unknowns, so saving it after each unit costs O(frames²) over a take (5,400 frames:
         1.5 MB per save, 1,350 saves in the track phase). A cancelled job saves at once
         (:func:`dphm.fit.tracker.track`); a killed one redoes at most that interval's units."""
