@@ -57,8 +57,9 @@ class DPHM_OT_track_recording(bpy.types.Operator, ImportHelper, BackendJobOperat
                             description="Last recording frame to track (-1 = to the end)")
     preset: EnumProperty(name="Preset", default="fast",
                          items=[("fast", "Fast", "Fewer iterations per frame: a quick preview"),
-                                ("quality", "Quality", "Five times Fast's refinement: final results (meant for a GPU, "
-                                 "real time on long takes there; about twice Fast's time on a CPU)"),
+                                ("quality", "Quality", "Five times Fast's refinement and a sharper identity: final "
+                                 "results (meant for a GPU, real time on long takes there; on a CPU "
+                                 "several minutes more per take and about twice Fast's time per frame)"),
                                 ("tiny", "Smoke Test", "Very few iterations: checks a setup in seconds per "
                                  "frame; not for results")])
     stride: IntProperty(name="Every Nth Frame", default=1, min=1, max=30,

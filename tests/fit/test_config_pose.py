@@ -73,12 +73,24 @@ def test_row_adam_leaves_other_rows_untouched():
     np.testing.assert_allclose(x[1].numpy(), [-0.1, -0.1], atol=1e-6)  # first Adam step = −lr·sign
 
 
-def test_quality_is_fast_with_five_times_the_refinement():
+def test_quality_is_fast_with_five_times_the_refinement_and_a_sharper_identity():
     fast, quality = preset("fast").to_dict(), preset("quality").to_dict()
     changed = {k for k in fast if fast[k] != quality[k]}
-    assert changed == {"name", "refine"}
-    assert {k for k in fast["refine"] if fast["refine"][k] != quality["refine"][k]} == {
-        "epochs", "window", "stride", "points", "max_window", "min_epochs_when_noisy"}
+    assert changed == {"name", "refine", "identity", "track", "losses"}
+
+    def diff(part: str) -> set[str]:
+        return {k for k in fast[part] if fast[part][k] != quality[part][k]}
+
+    assert diff("refine") == {"epochs", "window", "stride", "points", "max_window", "min_epochs_when_noisy",
+                              "normals", "normals_when_noisy"}
+    assert diff("identity") == {"keyframes", "steps", "points"} and diff("track") == {"normals"}
+    assert diff("losses") == {"normals", "l2_identity_with_prior", "identity_pull_noise_power"}
+    # the normal term's double backward only in the once-per-take identity phase
+    q = preset("quality")
+    assert q.losses.normals > 0 and q.identity.normals and not q.track.normals and not q.refine.normals
+    # … and in the fewer refinement epochs of a noisy take
+    assert [q.refine.normals_for(f) for f in (1.0, 1.5, 1.6, 6.0)] == [False, False, True, True]
+    assert preset("fast").losses.normals == 0 and preset("reference").refine.normals_for(1.0)  # fast: no term
     q = preset("quality").refine
     assert q.epochs * q.points == 12.5 * preset("fast").refine.epochs * preset("fast").refine.points
     assert refine_windows(25, *q.windows_for(25)) == [(0, 10), (10, 20), (20, 25)]

@@ -92,6 +92,21 @@ def test_identity_regulariser_follows_the_takes_noise():
     assert float(identity_prior(mean * 2, Priors(), mean, w, factor=3.0)) == pytest.approx(3 * float(plain))
 
 
+def test_pull_beside_the_prior_can_follow_the_noise_more_steeply():
+    """``identity_pull_noise_power``: the ℓ2 pull beside the diffusion prior scales with
+    (σ / ref)^that power, i.e. the noise factor^(pull power / noise power); the fallback without a
+    prior keeps the plain factor."""
+    beside_prior = Priors(identity=object())  # no draws: only the pull beside the prior is evaluated
+    mean = torch.ones(1, 5)
+    w = LossWeights(l2_identity_with_prior=0.02, identity_noise_power=2.0, identity_pull_noise_power=3.0)
+    for factor in (0.25, 1.0, 4.0):
+        pull = float(identity_prior(mean * 2, beside_prior, mean, w, factor=factor))
+        assert pull == pytest.approx(0.02 * 5 * factor ** 1.5)
+    same = LossWeights(l2_identity_with_prior=0.02)  # equal powers: the plain factor
+    assert float(identity_prior(mean * 2, beside_prior, mean, same, factor=4.0)) == pytest.approx(0.02 * 5 * 4)
+    assert float(identity_prior(mean * 2, Priors(), mean, w, factor=4.0)) == pytest.approx(w.l2_identity * 5 * 4)
+
+
 def test_code_span_measures_the_offset_no_training_code_has():
     from dphm.fit.losses import CodeSpan
 

@@ -400,14 +400,47 @@ def test_cli_track_with_ply_export_round_trips(tmp_path, sim_recording, tiny_mod
 def test_a_noisy_take_refines_fewer_epochs(tmp_path, sim_recording, tiny_model_path):
     """With ``min_epochs_when_noisy``, a take whose noise factor is high (here: a reference noise
     far below the recording's, so the factor is clipped at its maximum) refines only the floor's
-    epochs; meta.json's phase log records them."""
+    epochs, and with ``normals_when_noisy`` with the normal term; meta.json's phase log records both."""
     cfg = tiny()
     cfg.refine.epochs, cfg.refine.min_epochs_when_noisy = 3, 1
     cfg.losses.identity_noise_ref_mm = 0.01
+    cfg.losses.normals, cfg.refine.normals, cfg.refine.normals_when_noisy = 0.05, False, True
     rec = Recorder()
     track(sim_recording, tmp_path / "noisy", cfg, rec.reporter, model=tiny_model_path)
     _, meta = load_result(tmp_path / "noisy")
     assert meta["phase_log"]["identity"]["regulariser_factor"] == cfg.losses.identity_factor_range[1]
-    assert meta["phase_log"]["refine"]["epochs"] == 1
+    assert meta["phase_log"]["refine"]["epochs"] == 1 and meta["phase_log"]["refine"]["normals"]
     one_epoch = len(refine_windows(SIM_FRAMES, *cfg.refine.windows_for(SIM_FRAMES)))
     assert [u for u in rec.updates if u[0] == "refine"][-1] == ("refine", one_epoch, one_epoch)
+
+
+def test_the_normal_term_applies_only_in_the_phases_that_ask_for_it(tmp_path, sim_recording, tiny_model_path,
+                                                                     monkeypatch):
+    """``IdentityPhase/TrackPhase/RefinePhase.normals``: with ``LossWeights.normals`` on, each
+    phase evaluates the normal term (its double backward) only where its flag is set (``quality``:
+    the identity phase only)."""
+    import dphm.fit.phases as phases
+    import dphm.fit.tracker as tracker
+
+    seen: dict[str, set[bool]] = {}
+    real = phases.surface_and_normal_terms
+    phase = {"now": None}
+
+    def recording(*args, **kwargs):
+        seen.setdefault(phase["now"], set()).add(bool(args[6]))
+        return real(*args, **kwargs)
+
+    for name in ("run_identity", "run_track", "run_refine"):
+        original = getattr(tracker, name)
+
+        def wrapped(ctx, *a, _original=original, _name=name, **k):
+            phase["now"] = _name
+            return _original(ctx, *a, **k)
+
+        monkeypatch.setattr(tracker, name, wrapped)
+    monkeypatch.setattr(phases, "surface_and_normal_terms", recording)
+    cfg = tiny()
+    cfg.cuda_graphs = False
+    cfg.losses.normals, cfg.track.normals, cfg.refine.normals = 0.05, False, False
+    track(sim_recording, tmp_path / "normals", cfg, model=tiny_model_path)
+    assert seen == {"run_identity": {True}, "run_track": {False}, "run_refine": {False}}

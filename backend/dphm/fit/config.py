@@ -6,9 +6,10 @@ learning rates per Adam step; point counts per frame and optimisation step.
 The dataclass defaults are the recipe's schedule (DPHM §5.4: 201 keyframe steps, 20 steps/frame,
 30 epochs of 2-frame windows, 5–10 k points), which ``reference`` runs. ``fast`` cuts points and
 steps to stay near 2 s/frame on a 2-core CPU; ``quality`` is ``fast`` with five times its
-refinement epochs, which matched the former recipe-like ``quality``'s accuracy with a small
-fraction of its optimisation steps per frame and tracks long takes in real time on one GPU
-(docs/tracking.md, "A GPU schedule for `quality`", "Real time at `quality`'s accuracy").
+refinement epochs and a more thorough identity fit once per take: it beats the former
+recipe-like ``quality`` with a small fraction of its optimisation steps per frame and tracks long
+takes in real time on one GPU (docs/tracking.md, "A GPU schedule for `quality`", "Real time at
+`quality`'s accuracy", "A sharper identity for `quality`").
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class LossWeights:
     # held near the mean head, a clean one may leave it. 0 = fixed weights
     identity_noise_power: float = 2.0  # 1 left noise ×3 16 % worse than fixed weights; 2 is 9 % better
     identity_factor_range: tuple[float, float] = (0.25, 10.0)  # clip of the noise factor
+    identity_pull_noise_power: float = 2.0  # the ℓ2 pull beside the identity prior follows
+    # (σ / ref)^this instead (the noise factor raised to this / identity_noise_power)
 
 @dataclass
 class IdentityPhase:
@@ -71,6 +74,7 @@ class IdentityPhase:
     lr_decay_at: tuple[float, ...] = (0.25, 0.5, 0.75)  # fractions of the steps where lrs ÷ 10
     truncation: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.25, 0.05), (0.5, 0.0075))  # (from, units)
     optimise_scale: bool = True
+    normals: bool = True  # apply the normal term (LossWeights.normals) in this phase
     anchor_pose: bool = False  # apply the pose anchor (LossWeights.pose_rotation/translation) here
     # too. Off: the preprocessing pose of a keyframe is off by the identity's mismatch with the mean
     # head (3.5° on held-out heads), and holding the keyframes there bent the identity fitted to them
@@ -87,6 +91,8 @@ class TrackPhase:
     lr_codes: float = 1e-3
     lr_pose: float = 1e-3
     truncation: float = 0.1
+    normals: bool = True  # apply the normal term (LossWeights.normals) in this phase: its double
+    # backward is the costliest part of a step, and this phase runs once per frame
 
 
 @dataclass
@@ -114,6 +120,14 @@ class RefinePhase:
     lr_pose: float = 1e-5
     lr_decay_at: tuple[float, ...] = (2 / 3,)  # fractions of the epochs where lrs ÷ 10
     truncation: float = 0.0075
+    normals: bool = True  # apply the normal term (LossWeights.normals) in this phase
+    normals_when_noisy: bool = False  # a noisy take (as for min_epochs_when_noisy) refines with the
+    # normal term even where ``normals`` is off: its fewer epochs leave room for the double backward
+
+    def normals_for(self, noise_factor: float) -> bool:
+        """Whether a take whose identity noise factor is ``noise_factor`` refines with the normal
+        term (see ``normals_when_noisy``)."""
+        return self.normals or (self.normals_when_noisy and noise_factor > self.noisy_factor)
 
     def epochs_for(self, noise_factor: float) -> int:
         """Epochs for a take whose identity noise factor is ``noise_factor`` (see
@@ -203,17 +217,27 @@ def fast() -> TrackConfig:
 
 def quality() -> TrackConfig:
     """``fast`` with 30 refinement epochs × 1,000 points per frame over disjoint windows of a
-    tenth of the take, 10 to 30 frames (``fast``: 6 epochs × 400 points, windows of 6): meant for a
-    GPU. H200: face CD-L1 1.353 mm (bias-free 0.889) on the benchmark's three 30-frame sequences,
-    where the former recipe-like ``quality`` (3 keyframes × 201 steps, 20 steps per frame, 30
-    epochs of 2-frame windows, 20,000 points, normal term, 256³ mesh) scored 1.367 (0.937); on a
-    300-frame take 34.6 frames/s once identity and canonical mesh are paid (docs/tracking.md,
-    "Real time at `quality`'s accuracy"). Noisy takes refine fewer epochs (``min_epochs_when_noisy``:
-    30 epochs fit the noise of simulated noise ×3). ``--resolution 256`` still gives the finer mesh."""
+    tenth of the take, 10 to 30 frames (``fast``: 6 epochs × 400 points, windows of 6), and a
+    sharper identity fit once per take: meant for a GPU. H200: face CD-L1 1.310 mm (bias-free
+    0.815) on the benchmark's three 30-frame sequences, where the former recipe-like ``quality``
+    (3 keyframes × 201 steps, 20 steps per frame, 30 epochs of 2-frame windows, 20,000 points,
+    normal term, 256³ mesh) scored 1.367 (0.937); on a 300-frame take 34.6 frames/s once identity
+    and canonical mesh are paid (docs/tracking.md, "Real time at `quality`'s accuracy"). Noisy
+    takes refine fewer epochs (``min_epochs_when_noisy``: 30 epochs fit the noise of simulated
+    noise ×3). ``--resolution 256`` still gives the finer mesh."""
     cfg = fast()
     cfg.name = "quality"
+    # The identity, once per take: 4 keyframes × 200 steps × 4,000 points with the normal term, and a
+    # weaker ℓ2 pull beside the prior on clean takes (its noise power 3 keeps noise ×3 at fast's
+    # pull). H200, three 30-frame validation heads (s103–s105) × two seeds: face CD-L1 1.540 → 1.391
+    # mm (docs/tracking.md, "A sharper identity for `quality`"). Tracking and refinement, which run
+    # per frame, keep the cheaper loss without the normal term, except that a noisy take's fewer
+    # refinement epochs use it (noise ×3: 1.729 → 1.580 mm on s100–s102, 2.724 → 2.627 on s103–s105).
+    cfg.losses = replace(cfg.losses, normals=0.05, l2_identity_with_prior=0.02, identity_pull_noise_power=3.0)
+    cfg.identity = replace(cfg.identity, keyframes=4, steps=200, points=4000)
+    cfg.track = replace(cfg.track, normals=False)
     cfg.refine = replace(cfg.refine, epochs=30, window=10, stride=10, points=1000, max_window=30,
-                         min_epochs_when_noisy=cfg.refine.epochs)
+                         min_epochs_when_noisy=cfg.refine.epochs, normals=False, normals_when_noisy=True)
     return cfg
 
 

@@ -119,8 +119,10 @@ def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, 
     plus the anchor ‖z_id − mean‖², or the l2 fallback when no prior is loaded; all × ``factor``
     (:func:`identity_regulariser_factor`). With a ``span`` and ``w.identity_off_span``, plus the
     squared offset outside the training codes' span."""
-    reg = factor * _code_regulariser(z_id, mean_code, priors.identity,
-                                     (w.prior_identity, w.l2_identity_with_prior, w.l2_identity), draws)
+    pull = w.l2_identity_with_prior
+    if w.identity_noise_power and w.identity_pull_noise_power != w.identity_noise_power:
+        pull *= factor ** (w.identity_pull_noise_power / w.identity_noise_power - 1.0)
+    reg = factor * _code_regulariser(z_id, mean_code, priors.identity, (w.prior_identity, pull, w.l2_identity), draws)
     if span is not None and w.identity_off_span:
         reg = reg + w.identity_off_span * span.off_span_sq(z_id)
     return reg

@@ -98,17 +98,19 @@ class FitContext:
         return compose(omega, self.rotation0[idx]), self.translation0[idx] + delta_t
 
     def data_loss(self, batch: "FrameBatch", z_id: torch.Tensor, z_ex: torch.Tensor, omega: torch.Tensor,
-                  delta_t: torch.Tensor, log_scale: torch.Tensor, truncation: float | torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        """Weighted surface + normal loss of a batch of frames with per-frame unknowns; also the
-        frames' poses (rotation, translation) and the fit's stats (0-d tensors)."""
+                  delta_t: torch.Tensor, log_scale: torch.Tensor, truncation: float | torch.Tensor,
+                  normals: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Weighted surface + normal loss of a batch of frames with per-frame unknowns (the normal
+        term only where the phase has ``normals``); also the frames' poses (rotation, translation)
+        and the fit's stats (0-d tensors)."""
         w = self.config.losses
+        normal_weight = w.normals if normals else 0.0
         rot, trans = compose(omega, batch.rotation0), batch.translation0 + delta_t
         x = camera_to_model(batch.points, rot, trans, self.scale(log_scale))
         surf, normal, stats = surface_and_normal_terms(self.model, x, batch.normals @ rot,
-                                                       z_id.expand(len(x), -1), z_ex, truncation, w.normals > 0,
+                                                       z_id.expand(len(x), -1), z_ex, truncation, normal_weight > 0,
                                                        batch.weight)
-        return w.surface * surf + w.normals * normal, rot, trans, stats
+        return w.surface * surf + normal_weight * normal, rot, trans, stats
 
     def graphs(self) -> bool:
         """Whether optimisation steps are replayed as CUDA graphs (:mod:`dphm.fit.graphs`)."""
@@ -303,7 +305,7 @@ def run_identity(ctx: FitContext) -> None:
     truncation = torch.zeros((), device=dev)
 
     def step(batch: FrameBatch, draws: _PriorDraws, prior_on: bool) -> dict:
-        data, _, _, stats = ctx.data_loss(batch, z_id, z_ex, omega, delta_t, log_scale, truncation)
+        data, _, _, stats = ctx.data_loss(batch, z_id, z_ex, omega, delta_t, log_scale, truncation, cfg.normals)
         loss = (data + ctx.identity_regularisers(z_id, log_scale, draws.identity if prior_on else None)
                 + expression_prior(z_ex, ctx.priors, ctx.config.losses, draws.expression if prior_on else None)
                 + (pose_anchor(omega, delta_t, ctx.config.losses) if cfg.anchor_pose else 0.0))
@@ -374,7 +376,7 @@ class _TrackChunk:
     def _step(self, batch: FrameBatch, draws: _PriorDraws, prior_on: bool) -> dict:
         ctx, w = self.ctx, self.ctx.config.losses
         data, rot, trans, stats = ctx.data_loss(batch, self.z_id, self.z_ex, self.omega, self.delta_t,
-                                                self.log_scale, self.cfg.truncation)
+                                                self.log_scale, self.cfg.truncation, self.cfg.normals)
         zs, rs, ts = self.z_ex, rot, trans
         if self.previous is not None:
             zs, rs, ts = (torch.cat([p, x]) for p, x in zip(self.previous, (self.z_ex, rot, trans)))
@@ -503,8 +505,9 @@ class _RefineWindow:
     UNKNOWNS = ("z_id", "z_ex", "omega", "delta_t", "log_scale")
     PER_FRAME = ("z_ex", "omega", "delta_t")  # the window's rows of these; all of the others
 
-    def __init__(self, ctx: FitContext, frames: int, work: dict, adam: RowAdam, lrs: dict):
+    def __init__(self, ctx: FitContext, frames: int, work: dict, adam: RowAdam, lrs: dict, normals: bool):
         self.ctx, self.cfg, self.work, self.adam, self.lrs = ctx, ctx.config.refine, work, adam, lrs
+        self.normals = normals
         self.zero_row = torch.zeros(1, dtype=torch.long, device=ctx.device)
         self.run = _PhaseStep(ctx, frames, self.cfg.points, 1, self._step, [*work.values(), *adam.tensors, *lrs.values()])
 
@@ -513,7 +516,7 @@ class _RefineWindow:
         p = {name: (work[name][rows] if name in self.PER_FRAME else work[name]).clone().requires_grad_(True)
              for name in self.UNKNOWNS}
         data, rot, trans, stats = ctx.data_loss(batch, p["z_id"], p["z_ex"], p["omega"], p["delta_t"],
-                                                p["log_scale"][0], self.cfg.truncation)
+                                                p["log_scale"][0], self.cfg.truncation, self.normals)
         loss = (data + ctx.identity_regularisers(p["z_id"], p["log_scale"], draws.identity if prior_on else None)
                 + expression_prior(p["z_ex"], ctx.priors, w, draws.expression if prior_on else None)
                 + smoothness(p["z_ex"], rot, trans, w) + pose_anchor(p["omega"], p["delta_t"], w))
@@ -532,7 +535,7 @@ class _RefineWindow:
 def run_refine(ctx: FitContext) -> None:
     cfg, st = ctx.config.refine, ctx.state
     n_frames = ctx.obs.num_frames
-    n_epochs = cfg.epochs_for(ctx.identity_factor)
+    n_epochs, normals = cfg.epochs_for(ctx.identity_factor), cfg.normals_for(ctx.identity_factor)
     if n_epochs <= 0 or n_frames == 0:
         return
     width, stride = cfg.windows_for(n_frames)
@@ -568,7 +571,7 @@ def run_refine(ctx: FitContext) -> None:
         for k in range(n_windows[epoch]):
             samples, part, generator = next(steps)
             length = samples.frames(part)
-            window = windows_of.get(length) or windows_of.setdefault(length, _RefineWindow(ctx, length, work, adam, lrs))
+            window = windows_of.get(length) or windows_of.setdefault(length, _RefineWindow(ctx, length, work, adam, lrs, normals))
             stats = window.run(samples, part, generator, k % ctx.config.prior_every == 0)
             ctx.reporter.update("refine", sum(n_windows[:epoch]) + k + 1, total)
         # The finished epoch, as device copies (no wait for the device); a cancel saves them.
@@ -578,7 +581,7 @@ def run_refine(ctx: FitContext) -> None:
         st.refine_epochs = epoch + 1
         save = ctx.checkpoint_due() or epoch + 1 == n_epochs
         if save:  # reading the stats waits for the device, so the phase's time is complete at its end
-            st.phase_log["refine"] = {"epochs": n_epochs, "window": width, **_read_stats(stats)}
+            st.phase_log["refine"] = {"epochs": n_epochs, "window": width, "normals": normals, **_read_stats(stats)}
         ctx.add_time("refine", time.perf_counter() - t0, n_frames / n_epochs)  # s/frame = whole phase
         if save:
             ctx.save_state()
