@@ -436,10 +436,14 @@ def build_report(result_dirs: list[Path], docs: Path, label: str | None = None, 
             lines += goal_sweep_lines(goal_run)
     fid = result.get("fidelity")
     if fid:
+        # the fidelity part's own nominal settings (runs before 2026-11-30 lack them: a sweeps part of the
+        # same preset has the same ones)
+        same_preset_sweeps = [run for run, parts in used if ("sweeps" in parts or "goal sweeps" in parts)
+                              and run.get("settings", {}).get("preset") == presets.get("fidelity")]
+        nominal = fid.get("nominal") or next((r.get("sweep_nominal") for r in same_preset_sweeps), {})
         lines += ["## Fidelity at the nominal settings", "",
                   f"Noise ×1, head at {s.get('nominal_distance_m')} m, preprocessing budget "
-                  f"{result.get('sweep_nominal', {}).get('points', '?')} points per frame; mean over scored frames, "
-                  "then over sequences.", ""]
+                  f"{nominal.get('points', '?')} points per frame; mean over scored frames, then over sequences.", ""]
         lines += fidelity_table(fid["summary"])
         if "face" + BIAS_FREE in fid["summary"].get("ours", {}):
             lines += ["", "Bias-free (the same meshes against the GT as the biased sensor places it; see the protocol):",

@@ -657,7 +657,7 @@ def assemble(layout: dict, results: dict[str, dict], timings: dict) -> dict:
             seqs.append({"name": keys["ours"].rsplit("-p", 1)[0],
                          "rows": {row: results[k] for row, k in keys.items() if k in results}})
         summary = {row: mean_of_summaries(summaries(layout["fidelity"], row)) for row in ROWS}
-        out["fidelity"] = {"sequences": seqs, "summary": summary}
+        out["fidelity"] = {"sequences": seqs, "summary": summary, "nominal": layout["nominal"]}
     if layout["sweeps"]:
         out["sweeps"] = {}
         out["sweep_nominal"] = layout["nominal"]
