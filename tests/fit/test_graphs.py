@@ -31,6 +31,25 @@ def test_adam_matches_torch_adam():
     assert float(ours.t) == 0 and all(float(m.abs().sum()) == 0 for m in ours.m + ours.v)
 
 
+def test_a_non_finite_gradient_entry_does_not_poison_the_unknowns():
+    """An inf or NaN gradient entry counts as 0 in both Adams (the functional one and the per-row
+    one of the refinement); the other entries take their normal step."""
+    from dphm.fit.phases import RowAdam
+
+    x = torch.zeros(2, 3)
+    adam = Adam([x], 0.1)
+    adam.step([torch.tensor([[float("nan"), 1.0, float("inf")], [1.0, -1.0, float("-inf")]])])
+    assert torch.isfinite(x).all() and x[0, 0] == 0 and x[0, 2] == 0 and x[1, 2] == 0
+    torch.testing.assert_close(x[0, 1], torch.tensor(-0.1))
+    adam.step([torch.ones(2, 3)])
+    assert torch.isfinite(x).all() and torch.isfinite(torch.stack(adam.m + adam.v)).all()
+    rows = RowAdam({"z": (3, 2)})
+    z = torch.zeros(3, 2)
+    rows.step("z", z, torch.tensor([0, 2]), torch.tensor([[float("nan"), 1.0], [1.0, float("inf")]]), 0.1)
+    assert torch.isfinite(z).all() and z[0, 0] == 0 and z[2, 1] == 0 and z[1].abs().sum() == 0
+    torch.testing.assert_close(z[0, 1], torch.tensor(-0.1))
+
+
 def test_graphed_step_computes_the_eager_steps():
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:

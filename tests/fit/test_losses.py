@@ -127,6 +127,30 @@ def test_code_span_measures_the_offset_no_training_code_has():
         plain + 10.0 * float(out.pow(2).sum()), rel=1e-4)
 
 
+def test_whitened_pull_is_cheap_along_the_modes_training_codes_vary_in():
+    """``CodeSpan.whitened_sq``: the pull inside the span in the codebook's own spread (a mode of
+    average variance counts as in ‖·‖², so the training codes' mean pull is unchanged), plain
+    ‖·‖² outside it; ``identity_pull_whitened`` uses it beside the prior, not in the ℓ2 fallback."""
+    from dphm.fit.losses import CodeSpan
+
+    g = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(8, 3, generator=g))[0]
+    codes = torch.randn(400, 3, generator=g) * torch.tensor([3.0, 1.0, 0.3]) @ basis.T  # one wide mode
+    span = CodeSpan(codes)
+    centre = span.mean
+    wide, narrow = centre + basis[:, 0], centre + basis[:, 2]
+    assert float(span.whitened_sq(wide, centre)) < 0.5 < 1.0 < float(span.whitened_sq(narrow, centre))  # variances 9, 1, 0.09
+    plain = (codes - centre).pow(2).sum(-1).mean()
+    assert float(span.whitened_sq(codes, centre)) == pytest.approx(float(plain), rel=1e-3)
+    off = torch.linalg.qr(torch.cat([basis, torch.randn(8, 1, generator=g)], 1))[0][:, 3]
+    assert float(span.whitened_sq(centre + off, centre)) == pytest.approx(1.0, rel=1e-4)
+    w = LossWeights(identity_pull_whitened=True, identity_off_span=0.0)
+    beside_prior = Priors(identity=object())
+    assert float(identity_prior(wide, beside_prior, centre, w, span=span)) == pytest.approx(
+        w.l2_identity_with_prior * float(span.whitened_sq(wide, centre)))
+    assert float(identity_prior(wide, Priors(), centre, w, span=span)) == pytest.approx(w.l2_identity, rel=1e-4)
+
+
 def test_a_frame_weighted_zero_leaves_the_data_term_and_its_stats():
     """Frames without a head stay in the batch (fixed shapes for CUDA graphs) at weight 0."""
     g = torch.Generator().manual_seed(1)

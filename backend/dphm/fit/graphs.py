@@ -71,6 +71,13 @@ class GraphedStep:
                 t.copy_(value)
 
 
+def finite_or_zero(grad: torch.Tensor) -> torch.Tensor:
+    """The gradient with non-finite entries set to 0: one inf or NaN from a degenerate point (a
+    vanishing SDF gradient under the normal term, say) would otherwise turn the Adam moments, and
+    from them every later update of that unknown, into NaN. No host sync (graph-safe)."""
+    return torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
+
+
 class Adam:
     """Adam on a fixed set of tensors, updated in place (no ``.grad``: the gradients are passed),
     with the learning rate as a device tensor so a schedule can change it between graph replays.
@@ -101,6 +108,7 @@ class Adam:
         step_size = self.lr / (1 - b1 ** self.t)
         root_bc2 = (1 - b2 ** self.t).sqrt()
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            g = finite_or_zero(g)
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             p.sub_(step_size * m / (v.sqrt() / root_bc2 + self.eps))

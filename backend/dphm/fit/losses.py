@@ -100,11 +100,22 @@ class CodeSpan:
         codes = codes.float()
         self.mean = codes.mean(0, keepdim=True)
         _, s, vt = torch.linalg.svd(codes - self.mean, full_matrices=False)
-        self.basis = vt[s > rel_tol * s[0]].T.contiguous()  # (D, K)
+        keep = s > rel_tol * s[0]
+        self.basis = vt[keep].T.contiguous()  # (D, K)
+        variance = s[keep] ** 2 / len(codes)  # the training codes' variance along each basis vector
+        self.whitening = variance.mean() / variance  # (K,): 1 for a mode of average variance
 
     def to(self, device: torch.device) -> "CodeSpan":
-        self.mean, self.basis = self.mean.to(device), self.basis.to(device)
+        self.mean, self.basis, self.whitening = (t.to(device) for t in (self.mean, self.basis, self.whitening))
         return self
+
+    def whitened_sq(self, code: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+        """‖code − centre‖² with the part inside the span measured in the training codes' own
+        spread (Mahalanobis, scaled so that a mode of average variance counts as in ‖·‖²): moving
+        along a mode the training heads vary much in costs little. Mean over rows."""
+        d = code - centre
+        c = d @ self.basis
+        return ((c.pow(2) * self.whitening).sum(-1) + (d - c @ self.basis.T).pow(2).sum(-1)).mean()
 
     def off_span_sq(self, code: torch.Tensor) -> torch.Tensor:
         """‖offset outside the span‖² per code row, averaged over rows."""
@@ -122,7 +133,11 @@ def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, 
     pull = w.l2_identity_with_prior
     if w.identity_noise_power and w.identity_pull_noise_power != w.identity_noise_power:
         pull *= factor ** (w.identity_pull_noise_power / w.identity_noise_power - 1.0)
-    reg = factor * _code_regulariser(z_id, mean_code, priors.identity, (w.prior_identity, pull, w.l2_identity), draws)
+    whitened = w.identity_pull_whitened and span is not None and priors.identity is not None
+    reg = factor * _code_regulariser(z_id, mean_code, priors.identity,
+                                     (w.prior_identity, 0.0 if whitened else pull, w.l2_identity), draws)
+    if whitened:
+        reg = reg + factor * pull * span.whitened_sq(z_id, mean_code)
     if span is not None and w.identity_off_span:
         reg = reg + w.identity_off_span * span.off_span_sq(z_id)
     return reg

@@ -31,7 +31,7 @@ from ..meshing.marching import MeshingConfig, extract_mesh
 from ..model.head import HeadModel
 from ..progress import Reporter
 from .config import TrackConfig
-from .graphs import Adam, GraphedStep, cuda_graphs_available
+from .graphs import Adam, GraphedStep, cuda_graphs_available, finite_or_zero
 from .losses import (CodeSpan, Draws, Priors, expression_prior, identity_prior, identity_regulariser_factor,
                      pose_anchor, scale_anchor, smoothness, surface_and_normal_terms)
 from .pose import camera_to_model, compose
@@ -465,6 +465,7 @@ class RowAdam:
              lr: float | torch.Tensor) -> None:
         b1, b2 = self.betas
         rows = rows.to(param.device)
+        grad = finite_or_zero(grad)
         m = self.m[name][rows] * b1 + (1 - b1) * grad
         v = self.v[name][rows] * b2 + (1 - b2) * grad * grad
         t = self.t[name][rows] + 1
@@ -535,7 +536,8 @@ class _RefineWindow:
 def run_refine(ctx: FitContext) -> None:
     cfg, st = ctx.config.refine, ctx.state
     n_frames = ctx.obs.num_frames
-    n_epochs, normals = cfg.epochs_for(ctx.identity_factor), cfg.normals_for(ctx.identity_factor)
+    n_epochs = cfg.epochs_for(ctx.identity_factor)
+    normals = cfg.normals_for(ctx.identity_factor) and ctx.config.losses.normals > 0
     if n_epochs <= 0 or n_frames == 0:
         return
     width, stride = cfg.windows_for(n_frames)
