@@ -239,8 +239,9 @@ def quality() -> TrackConfig:
     # mm (docs/tracking.md, "A sharper identity for `quality`"). Tracking and refinement, which run
     # per frame, keep the cheaper loss without the normal term, except that a noisy take's fewer
     # refinement epochs use it (noise ×3: 1.729 → 1.580 mm on s100–s102, 2.724 → 2.627 on s103–s105).
-    # Not yet the whitened pull of ``fast``: on the CPU it gains 21–28 % at noise ×3 here too, but its
-    # check at nominal noise on the GPU is open (docs/tracking.md, "A whitened identity pull").
+    # Not the whitened pull of ``fast``: with this weaker pull it lost at nominal noise (CPU, s101 / s102:
+    # bias-free face 0.782 / 0.681 → 0.854 / 0.751 mm) while gaining 21–28 % at noise ×3
+    # (docs/tracking.md, "A whitened identity pull").
     cfg.losses = replace(cfg.losses, normals=0.05, l2_identity_with_prior=0.02, identity_pull_noise_power=3.0,
                          identity_pull_whitened=False)
     cfg.identity = replace(cfg.identity, keyframes=4, steps=200, points=4000)
