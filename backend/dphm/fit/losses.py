@@ -109,18 +109,21 @@ class CodeSpan:
         self.mean, self.basis, self.whitening = (t.to(device) for t in (self.mean, self.basis, self.whitening))
         return self
 
+    def _split(self, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """An offset's coordinates along the basis (…, K) and its part outside the span (…, D)."""
+        coords = offset @ self.basis
+        return coords, offset - coords @ self.basis.T
+
     def whitened_sq(self, code: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
         """‖code − centre‖² with the part inside the span measured in the training codes' own
         spread (Mahalanobis, scaled so that a mode of average variance counts as in ‖·‖²): moving
         along a mode the training heads vary much in costs little. Mean over rows."""
-        d = code - centre
-        c = d @ self.basis
-        return ((c.pow(2) * self.whitening).sum(-1) + (d - c @ self.basis.T).pow(2).sum(-1)).mean()
+        coords, outside = self._split(code - centre)
+        return ((coords.pow(2) * self.whitening).sum(-1) + outside.pow(2).sum(-1)).mean()
 
     def off_span_sq(self, code: torch.Tensor) -> torch.Tensor:
         """‖offset outside the span‖² per code row, averaged over rows."""
-        d = code - self.mean
-        return (d - (d @ self.basis) @ self.basis.T).pow(2).sum(-1).mean()
+        return self._split(code - self.mean)[1].pow(2).sum(-1).mean()
 
 
 def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, w: LossWeights,

@@ -99,7 +99,7 @@ class FitContext:
 
     def data_loss(self, batch: "FrameBatch", z_id: torch.Tensor, z_ex: torch.Tensor, omega: torch.Tensor,
                   delta_t: torch.Tensor, log_scale: torch.Tensor, truncation: float | torch.Tensor,
-                  normals: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+                  normals: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Weighted surface + normal loss of a batch of frames with per-frame unknowns (the normal
         term only where the phase has ``normals``); also the frames' poses (rotation, translation)
         and the fit's stats (0-d tensors)."""
