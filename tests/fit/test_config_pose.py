@@ -84,9 +84,9 @@ def test_quality_is_fast_with_five_times_the_refinement_and_a_sharper_identity()
     assert diff("refine") == {"epochs", "window", "stride", "points", "max_window", "min_epochs_when_noisy",
                               "normals", "normals_when_noisy"}
     assert diff("identity") == {"keyframes", "steps", "points"} and diff("track") == {"normals"}
-    assert diff("losses") == {"normals", "l2_identity_with_prior", "identity_pull_noise_power",
-                              "identity_pull_whitened"}
-    assert preset("fast").losses.identity_pull_whitened and not preset("quality").losses.identity_pull_whitened
+    assert diff("losses") == {"normals", "l2_identity_with_prior", "identity_pull_whitened_above"}
+    assert preset("fast").losses.identity_pull_whitened_above == 0.0
+    assert preset("quality").losses.identity_pull_whitened_above == preset("quality").refine.noisy_factor
     # the normal term's double backward only in the once-per-take identity phase
     q = preset("quality")
     assert q.losses.normals > 0 and q.identity.normals and not q.track.normals and not q.refine.normals

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -130,7 +132,8 @@ def test_code_span_measures_the_offset_no_training_code_has():
 def test_whitened_pull_is_cheap_along_the_modes_training_codes_vary_in():
     """``CodeSpan.whitened_sq``: the pull inside the span in the codebook's own spread (a mode of
     average variance counts as in ‖·‖², so the training codes' mean pull is unchanged), plain
-    ‖·‖² outside it; ``identity_pull_whitened`` uses it beside the prior, not in the ℓ2 fallback."""
+    ‖·‖² outside it; ``identity_pull_whitened_above`` uses it beside the prior for takes noisier than
+    its threshold, never in the ℓ2 fallback."""
     from dphm.fit.losses import CodeSpan
 
     g = torch.Generator().manual_seed(0)
@@ -144,11 +147,19 @@ def test_whitened_pull_is_cheap_along_the_modes_training_codes_vary_in():
     assert float(span.whitened_sq(codes, centre)) == pytest.approx(float(plain), rel=1e-3)
     off = torch.linalg.qr(torch.cat([basis, torch.randn(8, 1, generator=g)], 1))[0][:, 3]
     assert float(span.whitened_sq(centre + off, centre)) == pytest.approx(1.0, rel=1e-4)
-    w = LossWeights(identity_pull_whitened=True, identity_off_span=0.0)
+    w = LossWeights(identity_pull_whitened_above=0.0, identity_off_span=0.0)
     beside_prior = Priors(identity=object())
-    assert float(identity_prior(wide, beside_prior, centre, w, span=span)) == pytest.approx(
-        w.l2_identity_with_prior * float(span.whitened_sq(wide, centre)))
+    whitened = w.l2_identity_with_prior * float(span.whitened_sq(wide, centre))
+    assert float(identity_prior(wide, beside_prior, centre, w, span=span)) == pytest.approx(whitened)
     assert float(identity_prior(wide, Priors(), centre, w, span=span)) == pytest.approx(w.l2_identity, rel=1e-4)
+    # a threshold: takes up to it keep the plain pull, noisier ones whiten it (pull ∝ factor here)
+    w = replace(w, identity_pull_whitened_above=1.5, identity_pull_noise_power=w.identity_noise_power)
+    assert float(identity_prior(wide, beside_prior, centre, w, factor=1.5, span=span)) == pytest.approx(
+        1.5 * w.l2_identity_with_prior, rel=1e-4)
+    assert float(identity_prior(wide, beside_prior, centre, w, factor=2.0, span=span)) == pytest.approx(
+        2.0 * whitened, rel=1e-4)
+    assert float(identity_prior(wide, beside_prior, centre, replace(w, identity_pull_whitened_above=None),
+                                factor=9.0, span=span)) == pytest.approx(9.0 * w.l2_identity_with_prior, rel=1e-4)
 
 
 def test_a_frame_weighted_zero_leaves_the_data_term_and_its_stats():

@@ -74,6 +74,7 @@ def test_phases_run_in_order_and_write_the_result(uninterrupted, tiny_model):
     from dphm.fit.losses import identity_regulariser_factor
     assert meta["phase_log"]["identity"]["regulariser_factor"] == pytest.approx(
         identity_regulariser_factor(noise, tiny().losses))
+    assert meta["phase_log"]["identity"]["pull_whitened"] is False  # tiny keeps the plain pull
     inv = meta["inversion"]
     assert inv["converged"] + inv["approximate"] + inv["fallback"] == f * v
     assert len(meta["inversion_per_frame"]["fallback"]) == f
@@ -400,15 +401,18 @@ def test_cli_track_with_ply_export_round_trips(tmp_path, sim_recording, tiny_mod
 def test_a_noisy_take_refines_fewer_epochs(tmp_path, sim_recording, tiny_model_path):
     """With ``min_epochs_when_noisy``, a take whose noise factor is high (here: a reference noise
     far below the recording's, so the factor is clipped at its maximum) refines only the floor's
-    epochs, and with ``normals_when_noisy`` with the normal term; meta.json's phase log records both."""
+    epochs, with ``normals_when_noisy`` with the normal term, and with ``identity_pull_whitened_above``
+    with the whitened identity pull; meta.json's phase log records all three."""
     cfg = tiny()
     cfg.refine.epochs, cfg.refine.min_epochs_when_noisy = 3, 1
     cfg.losses.identity_noise_ref_mm = 0.01
     cfg.losses.normals, cfg.refine.normals, cfg.refine.normals_when_noisy = 0.05, False, True
+    cfg.losses.identity_pull_whitened_above = cfg.refine.noisy_factor
     rec = Recorder()
     track(sim_recording, tmp_path / "noisy", cfg, rec.reporter, model=tiny_model_path)
     _, meta = load_result(tmp_path / "noisy")
     assert meta["phase_log"]["identity"]["regulariser_factor"] == cfg.losses.identity_factor_range[1]
+    assert meta["phase_log"]["identity"]["pull_whitened"]
     assert meta["phase_log"]["refine"]["epochs"] == 1 and meta["phase_log"]["refine"]["normals"]
     one_epoch = len(refine_windows(SIM_FRAMES, *cfg.refine.windows_for(SIM_FRAMES)))
     assert [u for u in rec.updates if u[0] == "refine"][-1] == ("refine", one_epoch, one_epoch)

@@ -59,8 +59,9 @@ class LossWeights:
     # held near the mean head, a clean one may leave it. 0 = fixed weights
     identity_noise_power: float = 2.0  # 1 left noise ×3 16 % worse than fixed weights; 2 is 9 % better
     identity_factor_range: tuple[float, float] = (0.25, 10.0)  # clip of the noise factor
-    identity_pull_whitened: bool = False  # measure that pull in the training codes' spread
-    # (CodeSpan.whitened_sq) instead of plain ‖·‖²
+    identity_pull_whitened_above: float | None = None  # a take whose identity noise factor exceeds
+    # this measures that pull in the training codes' spread (CodeSpan.whitened_sq) instead of plain
+    # ‖·‖²: 0 = every take (factors are ≥ 0.25), None = none
     identity_pull_noise_power: float = 2.0  # the ℓ2 pull beside the identity prior follows
     # (σ / ref)^this instead (the noise factor raised to this / identity_noise_power)
 
@@ -202,8 +203,11 @@ def fast() -> TrackConfig:
         # The ℓ2 pull beside the identity prior in the training codes' spread: a head far from the
         # mean size (s104, a small one, at noise ×3) kept the mean size under the plain pull (full-head
         # CD-L1 8.7 mm, the 3DMM 2.1); whitened 3.8 mm, and every other sequence tried gained too
-        # (docs/tracking.md, "A whitened identity pull").
-        losses=LossWeights(normals=0.0, identity_pull_whitened=True),
+        # (docs/tracking.md, "A whitened identity pull"). The pull follows the noise factor^1.5
+        # (identity_pull_noise_power 3): H200, noise ×3, six heads × two seeds, face CD-L1 2.110 →
+        # 1.957 mm, the prior's gain over no prior 22.1 → 27.8 % (factor^2 was 2.155;
+        # docs/tracking.md, "The whitened pull on noisy takes").
+        losses=LossWeights(normals=0.0, identity_pull_whitened_above=0.0, identity_pull_noise_power=3.0),
         # Code learning rates sized to the codes (per-dimension std ≈ 0.008 identity, 0.005
         # expression): Adam moves every dimension by ~lr per step, and 1.5e-2 drove the tracked
         # expression codes to 3× the codebook's norm (docs/tracking.md, "Learning rates").
@@ -234,16 +238,18 @@ def quality() -> TrackConfig:
     cfg = fast()
     cfg.name = "quality"
     # The identity, once per take: 4 keyframes × 200 steps × 4,000 points with the normal term, and a
-    # weaker ℓ2 pull beside the prior on clean takes (its noise power 3 keeps noise ×3 at fast's
-    # pull). H200, three 30-frame validation heads (s103–s105) × two seeds: face CD-L1 1.540 → 1.391
-    # mm (docs/tracking.md, "A sharper identity for `quality`"). Tracking and refinement, which run
+    # weaker ℓ2 pull beside the prior (0.02 × factor^1.5; fast 0.05). H200, three 30-frame validation
+    # heads (s103–s105) × two seeds: face CD-L1 1.540 → 1.391 mm (docs/tracking.md, "A sharper
+    # identity for `quality`"). Tracking and refinement, which run
     # per frame, keep the cheaper loss without the normal term, except that a noisy take's fewer
     # refinement epochs use it (noise ×3: 1.729 → 1.580 mm on s100–s102, 2.724 → 2.627 on s103–s105).
-    # Not the whitened pull of ``fast``: with this weaker pull it lost at nominal noise (CPU, s101 / s102:
-    # bias-free face 0.782 / 0.681 → 0.854 / 0.751 mm) while gaining 21–28 % at noise ×3
-    # (docs/tracking.md, "A whitened identity pull").
-    cfg.losses = replace(cfg.losses, normals=0.05, l2_identity_with_prior=0.02, identity_pull_noise_power=3.0,
-                         identity_pull_whitened=False)
+    # The pull is whitened as in ``fast`` on noisy takes only (noise factor above the refinement's
+    # noisy_factor): at nominal noise this weaker pull lost whitened (CPU, s101 / s102: bias-free face
+    # 0.782 / 0.681 → 0.854 / 0.751 mm), at noise ×3 it gains: H200, six heads (s100–s105) × two
+    # seeds, face CD-L1 2.104 → 1.812 mm, the prior's gain over no prior 13.5 → 25.5 %
+    # (docs/tracking.md, "The whitened pull on noisy takes").
+    cfg.losses = replace(cfg.losses, normals=0.05, l2_identity_with_prior=0.02,
+                         identity_pull_whitened_above=cfg.refine.noisy_factor)
     cfg.identity = replace(cfg.identity, keyframes=4, steps=200, points=4000)
     cfg.track = replace(cfg.track, normals=False)
     cfg.refine = replace(cfg.refine, epochs=30, window=10, stride=10, points=1000, max_window=30,

@@ -126,6 +126,14 @@ class CodeSpan:
         return self._split(code - self.mean)[1].pow(2).sum(-1).mean()
 
 
+def identity_pull_whitened(w: LossWeights, factor: float, span: CodeSpan | None, priors: Priors) -> bool:
+    """Whether :func:`identity_prior` measures the pull beside the identity prior in the training
+    codes' spread for a take with noise factor ``factor`` (``w.identity_pull_whitened_above``; needs
+    the span and the prior: the ℓ2 fallback stays isotropic)."""
+    above = w.identity_pull_whitened_above
+    return above is not None and factor > above and span is not None and priors.identity is not None
+
+
 def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, w: LossWeights,
                    draws: Draws | None = None, factor: float = 1.0, span: CodeSpan | None = None) -> torch.Tensor:
     """Regulariser of the (1,D) identity code: the diffusion prior (with ``draws`` from
@@ -136,7 +144,7 @@ def identity_prior(z_id: torch.Tensor, priors: Priors, mean_code: torch.Tensor, 
     pull = w.l2_identity_with_prior
     if w.identity_noise_power and w.identity_pull_noise_power != w.identity_noise_power:
         pull *= factor ** (w.identity_pull_noise_power / w.identity_noise_power - 1.0)
-    whitened = w.identity_pull_whitened and span is not None and priors.identity is not None
+    whitened = identity_pull_whitened(w, factor, span, priors)
     reg = factor * _code_regulariser(z_id, mean_code, priors.identity,
                                      (w.prior_identity, 0.0 if whitened else pull, w.l2_identity), draws)
     if whitened:

@@ -32,8 +32,8 @@ from ..model.head import HeadModel
 from ..progress import Reporter
 from .config import TrackConfig
 from .graphs import Adam, GraphedStep, cuda_graphs_available, finite_or_zero
-from .losses import (CodeSpan, Draws, Priors, expression_prior, identity_prior, identity_regulariser_factor,
-                     pose_anchor, scale_anchor, smoothness, surface_and_normal_terms)
+from .losses import (CodeSpan, Draws, Priors, expression_prior, identity_prior, identity_pull_whitened,
+                     identity_regulariser_factor, pose_anchor, scale_anchor, smoothness, surface_and_normal_terms)
 from .pose import camera_to_model, compose
 from .state import Checkpoint, Observations, TrackState
 
@@ -334,7 +334,10 @@ def run_identity(ctx: FitContext) -> None:
         st.log_scale = log_scale.detach().clone()
     st.identity_done = True
     st.phase_log["identity"] = {"keyframes": kf.tolist(), "depth_noise_mm": ctx.depth_noise_mm,
-                                "regulariser_factor": ctx.identity_factor, **_read_stats(stats)}
+                                "regulariser_factor": ctx.identity_factor,
+                                "pull_whitened": identity_pull_whitened(ctx.config.losses, ctx.identity_factor,
+                                                                        ctx.identity_span, ctx.priors),
+                                **_read_stats(stats)}
     ctx.add_time("identity", time.perf_counter() - t0, len(kf))
     ctx.save_state()
 
