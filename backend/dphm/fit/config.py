@@ -240,9 +240,9 @@ def quality() -> TrackConfig:
     # The identity, once per take: 4 keyframes × 200 steps × 4,000 points with the normal term, and a
     # weaker ℓ2 pull beside the prior (0.02 × factor^1.5; fast 0.05). H200, three 30-frame validation
     # heads (s103–s105) × two seeds: face CD-L1 1.540 → 1.391 mm (docs/tracking.md, "A sharper
-    # identity for `quality`"). Tracking and refinement, which run
-    # per frame, keep the cheaper loss without the normal term, except that a noisy take's fewer
-    # refinement epochs use it (noise ×3: 1.729 → 1.580 mm on s100–s102, 2.724 → 2.627 on s103–s105).
+    # identity for `quality`"). Tracking and refinement, which run per frame, keep the cheaper loss
+    # without the normal term, except that a noisy take's fewer refinement epochs use it (noise ×3:
+    # 1.729 → 1.580 mm on s100–s102, 2.724 → 2.627 on s103–s105).
     # The pull is whitened as in ``fast`` on noisy takes only (noise factor above the refinement's
     # noisy_factor): at nominal noise this weaker pull lost whitened (CPU, s101 / s102: bias-free face
     # 0.782 / 0.681 → 0.854 / 0.751 mm), at noise ×3 it gains: H200, six heads (s100–s105) × two
