@@ -85,7 +85,7 @@ def test_quality_is_fast_with_five_times_the_refinement_and_a_sharper_identity()
                               "normals", "normals_when_noisy"}
     assert diff("identity") == {"keyframes", "steps", "points"} and diff("track") == {"normals"}
     assert diff("losses") == {"surface", "normals", "l2_identity_with_prior", "identity_pull_whitened_above"}
-    assert preset("quality").losses.surface == 3.0 and preset("fast").losses.surface == 2.0  # regularisers × 2/3
+    assert preset("quality").losses.surface == 3.0 and preset("fast").losses.surface == 2.0  # every other term × 2/3
     assert preset("fast").losses.identity_pull_whitened_above == 0.0
     assert preset("quality").losses.identity_pull_whitened_above == preset("quality").refine.noisy_factor
     # the normal term's double backward only in the once-per-take identity phase

@@ -249,8 +249,8 @@ def quality() -> TrackConfig:
     # 0.782 / 0.681 → 0.854 / 0.751 mm), at noise ×3 it gains: H200, six heads (s100–s105) × two
     # seeds, face CD-L1 2.104 → 1.812 mm, the prior's gain over no prior 13.5 → 25.5 %
     # (docs/tracking.md, "The whitened pull on noisy takes").
-    # The data term weighs 3 (fast 2), i.e. every regulariser × 2/3 against the depth (Adam ignores a
-    # loss's overall scale): H200, nominal noise, six heads (s100–s105) × two seeds, bias-free face
+    # The data term weighs 3 (fast 2), i.e. every other term (regularisers, normal term) × 2/3 against
+    # the depth (Adam ignores a loss's overall scale): H200, nominal noise, six heads (s100–s105) × two seeds, bias-free face
     # CD-L1 −4.4 %, better in all 10 paired runs; benchmark run 0.815 → 0.779 mm, both prior-gain
     # goals still met (docs/tracking.md, "A lighter hand on the regularisers"). A Huber data term
     # (1–2 mm) gained less or lost.
