@@ -250,10 +250,10 @@ def quality() -> TrackConfig:
     # seeds, face CD-L1 2.104 → 1.812 mm, the prior's gain over no prior 13.5 → 25.5 %
     # (docs/tracking.md, "The whitened pull on noisy takes").
     # The data term weighs 3 (fast 2), i.e. every other term (regularisers, normal term) × 2/3 against
-    # the depth (Adam ignores a loss's overall scale): H200, nominal noise, six heads (s100–s105) × two seeds, bias-free face
-    # CD-L1 −4.4 %, better in all 10 paired runs; benchmark run 0.815 → 0.779 mm, both prior-gain
-    # goals still met (docs/tracking.md, "A lighter hand on the regularisers"). A Huber data term
-    # (1–2 mm) gained less or lost.
+    # the depth (Adam ignores a loss's overall scale): H200, nominal noise, six heads (s100–s105) × two
+    # seeds, bias-free face CD-L1 −4.4 %, better in all 10 paired runs; benchmark run 0.815 → 0.779
+    # mm, both prior-gain goals still met (docs/tracking.md, "A lighter hand on the regularisers").
+    # A Huber data term (1–2 mm) gained less or lost.
     cfg.losses = replace(cfg.losses, surface=3.0, normals=0.05, l2_identity_with_prior=0.02,
                          identity_pull_whitened_above=cfg.refine.noisy_factor)
     cfg.identity = replace(cfg.identity, keyframes=4, steps=200, points=4000)
